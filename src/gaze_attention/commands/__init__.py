@@ -1,0 +1,1 @@
+"""Subcommands of the `gaze-attention` CLI, one module each (see `gaze_attention.cli`)."""

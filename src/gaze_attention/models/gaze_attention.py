@@ -1,0 +1,326 @@
+"""The gaze-integrated attention network.
+
+Min & Corso, "Integrating Human Gaze into Attention for Egocentric Activity Recognition",
+WACV 2021. A two-stream I3D gives `MaxPool3d_5a_2x2` (x4) and `Mixed_5c` (x5) endpoints,
+fused by summing the streams; a gaze head predicts per-slice logits over the S x S grid from
+x4; a gaze sample z drives a soft attention map sigmoid(FC(z)) over x5; the attended and the
+plain pooled features are summed and classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gaze_attention.estimators import GAZE_MODES, gaze_sample
+from gaze_attention.models.i3d import (
+    BN_EPS,
+    BN_MOMENTUM,
+    INCEPTION_CHANNELS,
+    SPATIAL_STRIDE,
+    TEMPORAL_STRIDE,
+    InceptionI3d,
+    InceptionModule,
+    output_grid,
+    scaled,
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network (stored in every checkpoint)."""
+
+    num_classes: int = 106
+    frames: int = 24
+    crop: int = 224
+    width: float = 1.0
+    use_flow: bool = True
+    dropout: float = 0.7
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(T', S): temporal slices and grid side the backbone produces for this input."""
+        t, s, _ = output_grid(self.frames, self.crop, self.crop)
+        return t, s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The paper: 24 frames at 224x224, full-width two-stream I3D, 106 EGTEA actions.
+    "paper": ModelConfig(),
+    # CPU scale: 16 frames at 112x112 (T' = 2, S = 4), a quarter of the channels.
+    "tiny": ModelConfig(frames=16, crop=112, width=0.25, dropout=0.5),
+}
+
+
+class GazeAttentionOutput(NamedTuple):
+    logits: torch.Tensor  # [B, C]
+    gaze_logits: torch.Tensor | None  # [B, T', S, S]  pi (None in gaze mode "none")
+    perturbed: torch.Tensor | None  # [B, T', S, S]  pi + Gumbel noise, when noise was drawn
+    z: torch.Tensor  # [B, T', S, S]  the gaze map the head used
+    features: torch.Tensor  # [B, C_f, T', S, S]  x5
+    attention: torch.Tensor  # [B, T', S, S]  sigmoid(a)
+
+
+class TwoStreamI3D(nn.Module):
+    """RGB (3 ch) and optional flow (2 ch) I3D; endpoints summed across streams."""
+
+    def __init__(self, *, width: float = 1.0, use_flow: bool = True) -> None:
+        super().__init__()
+        self.model_rgb = InceptionI3d(3, width)
+        self.model_flow = InceptionI3d(2, width) if use_flow else None
+        self.pool5_channels = self.model_rgb.pool5_channels
+        self.out_channels = self.model_rgb.out_channels
+
+    def forward(
+        self, rgb: torch.Tensor, flow: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x4, x5 = self.model_rgb(rgb)  # [B, 832, T', S, S], [B, 1024, T', S, S]
+        if self.model_flow is not None:
+            f4, f5 = self.model_flow(flow)
+            x4, x5 = x4 + f4, x5 + f5
+        return x4, x5
+
+
+class GazeHead(nn.Module):
+    """Per-slice gaze logits over the grid from x4: Mixed_5b, Mixed_5c, then three convs."""
+
+    def __init__(self, in_channels: int, *, width: float = 1.0) -> None:
+        super().__init__()
+        self.Mixed_5b = InceptionModule(
+            in_channels, tuple(scaled(c, width) for c in INCEPTION_CHANNELS["Mixed_5b"])
+        )
+        self.Mixed_5c = InceptionModule(
+            self.Mixed_5b.out_channels, tuple(scaled(c, width) for c in INCEPTION_CHANNELS["Mixed_5c"])
+        )
+        c256, c64 = scaled(256, width), scaled(64, width)
+        self.g1 = nn.Conv3d(self.Mixed_5c.out_channels, c256, (1, 3, 3), padding=(0, 1, 1))
+        self.b1 = nn.BatchNorm3d(c256, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.g2 = nn.Conv3d(c256, c64, (1, 3, 3), padding=(0, 1, 1))
+        self.b2 = nn.BatchNorm3d(c64, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.g3 = nn.Conv3d(c64, 1, 1)
+
+    def forward(self, x4: torch.Tensor) -> torch.Tensor:
+        x = self.Mixed_5c(self.Mixed_5b(x4))
+        x = F.relu(self.b1(self.g1(x)))
+        x = F.relu(self.b2(self.g2(x)))
+        return self.g3(x).squeeze(1)  # [B, T', S, S]
+
+
+class AttentionHead(nn.Module):
+    """Gaze-driven attention over x5 and the action classifier.
+
+    a = FC(flatten(z)); f = mean(x5 * sigmoid(a)) + mean(x5); logits = conv1x1(dropout(f)).
+    """
+
+    def __init__(
+        self, *, features: int, num_classes: int, grid: tuple[int, int], dropout: float = 0.7
+    ) -> None:
+        super().__init__()
+        self.grid = grid
+        n = grid[0] * grid[1] * grid[1]
+        self.fc = nn.Linear(n, n)
+        self.fc_f = nn.Conv3d(features, num_classes, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def attention_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z.flatten(1)).view_as(z)  # [B, T', S, S]
+
+    def attention_map(self, z: torch.Tensor) -> torch.Tensor:
+        """sigmoid(a): [B, T', S, S]."""
+        return torch.sigmoid(self.attention_logits(z))
+
+    def pooled(self, z: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Attended plus residual average-pooled features [B, C_f]."""
+        return self.pool_attended(self.attention_map(z), features)
+
+    @staticmethod
+    def pool_attended(attention: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """mean(x5 * attention) + mean(x5): [B, T', S, S], [B, C_f, T', S, S] -> [B, C_f]."""
+        x = features.flatten(2)  # [B, C_f, N]
+        att = attention.flatten(1).to(x.dtype)  # [B, N]
+        return (x @ att.unsqueeze(-1)).squeeze(-1) / x.shape[-1] + x.mean(-1)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        f = self.dropout(pooled)
+        return F.linear(f, self.fc_f.weight.flatten(1), self.fc_f.bias)  # [B, C]
+
+    def forward(self, z: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(z, features))
+
+    def candidate_logits(self, z: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Head logits (no dropout) with slice t of z set to one_hot(k), others unchanged.
+
+        Closed form: replacing slice t moves a by one column-block difference of the FC
+        weight, and the classifier is linear, so it is folded into x5 first. Returns
+        [B, T', K, C]. Works for any z (one-hot or soft), any batch, in float32.
+        """
+        t_slices, side = z.shape[1], z.shape[-1]
+        k = side * side
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            x = features.float().flatten(2)  # [B, C_f, N]
+            n = x.shape[-1]
+            w_cls = self.fc_f.weight.float().flatten(1)  # [C, C_f]
+            p = torch.matmul(w_cls, x)  # [B, C, N]: class scores of every position
+            base = p.mean(-1) + self.fc_f.bias.float()  # [B, C]: residual term + bias
+            w = self.fc.weight.float()  # [N_out, N_in]
+            zf = z.float().flatten(1)  # [B, N]
+            a = F.linear(zf, w, self.fc.bias.float())  # [B, N]
+            w_blocks = w.t().reshape(t_slices, k, n)  # [T', K, N]: column of cell (t, k)
+            # Contribution of slice t's current z to a, to be swapped for column (t, k).
+            current = torch.einsum("btk,tkn->btn", zf.view(-1, t_slices, k), w_blocks)  # [B, T', N]
+            cand = a[:, None, None, :] - current[:, :, None, :] + w_blocks[None]  # [B, T', K, N]
+            att = torch.sigmoid(cand)
+            logits = torch.einsum("btkn,bcn->btkc", att, p) / n + base[:, None, None, :]
+        return logits  # [B, T', K, C]
+
+    def candidate_losses(self, z: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the head with slice t set to cell k: [B, T', S*S].
+
+        Dropout does not apply and the module's train/eval mode is left untouched.
+        """
+        logits = self.candidate_logits(z, features)  # [B, T', K, C]
+        target = logits.gather(-1, labels.view(-1, 1, 1, 1).expand(*logits.shape[:3], 1))
+        return torch.logsumexp(logits, -1) - target.squeeze(-1)
+
+
+class GazeAttentionNet(nn.Module):
+    """Two-stream I3D + gaze head + gaze-driven attention head."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 106,
+        frames: int = 24,
+        crop: int = 224,
+        width: float = 1.0,
+        use_flow: bool = True,
+        dropout: float = 0.7,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if frames < 1 or crop < 1:
+            raise ValueError(f"frames and crop must be positive, got {frames} and {crop}")
+        self.config = ModelConfig(
+            num_classes=num_classes,
+            frames=frames,
+            crop=crop,
+            width=width,
+            use_flow=use_flow,
+            dropout=dropout,
+        )
+        self.backbone = TwoStreamI3D(width=width, use_flow=use_flow)
+        self.gaze = GazeHead(self.backbone.pool5_channels, width=width)
+        self.head = AttentionHead(
+            features=self.backbone.out_channels,
+            num_classes=num_classes,
+            grid=self.config.grid,
+            dropout=dropout,
+        )
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(T', S)."""
+        return self.config.grid
+
+    def _check_inputs(self, rgb: torch.Tensor, flow: torch.Tensor | None) -> None:
+        cfg = self.config
+        if rgb.dim() != 5 or rgb.shape[1] != 3:
+            raise ValueError(f"rgb must be [B, 3, T, H, W] (3 colour channels), got {tuple(rgb.shape)}")
+        if cfg.use_flow:
+            if flow is None:
+                raise ValueError("this model has a flow stream: pass flow [B, 2, T, H, W]")
+            if flow.dim() != 5 or flow.shape[1] != 2:
+                raise ValueError(f"flow must be [B, 2, T, H, W] (u and v), got {tuple(flow.shape)}")
+            if flow.shape[0] != rgb.shape[0] or flow.shape[2:] != rgb.shape[2:]:
+                raise ValueError(
+                    f"rgb {tuple(rgb.shape)} and flow {tuple(flow.shape)} differ in batch or size"
+                )
+        elif flow is not None:
+            raise ValueError("this model is RGB-only (use_flow=False): pass flow=None")
+        got = output_grid(*rgb.shape[2:])
+        want = (cfg.grid[0], cfg.grid[1], cfg.grid[1])
+        if got != want:
+            raise ValueError(
+                f"input clip [T, H, W] = {list(rgb.shape[2:])} gives a {got} grid, but this model's "
+                f"attention head is built for {want} (T' = ceil(T/{TEMPORAL_STRIDE}), "
+                f"S = ceil(H/{SPATIAL_STRIDE})): expected {cfg.frames} frames of "
+                f"{cfg.crop}x{cfg.crop}"
+            )
+
+    def forward_features(
+        self, rgb: torch.Tensor, flow: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused backbone endpoints (x4 [B, 832, T', S, S], x5 [B, 1024, T', S, S])."""
+        self._check_inputs(rgb, flow)
+        return self.backbone(rgb, flow)
+
+    def forward(
+        self,
+        rgb: torch.Tensor,
+        flow: torch.Tensor | None = None,
+        *,
+        gaze_mode: str = "sample",
+        tau: float = 1.0,
+        generator: torch.Generator | None = None,
+        z: torch.Tensor | None = None,
+    ) -> GazeAttentionOutput:
+        """rgb [B, 3, T, H, W] and flow [B, 2, T, H, W] in [-1, 1].
+
+        gaze_mode picks the gaze map the head sees (see `gaze_attention.estimators.GAZE_MODES`);
+        "none" gives a uniform map and skips the gaze head. A given z (e.g. recorded
+        fixations) overrides the mode.
+        """
+        if gaze_mode not in GAZE_MODES:
+            raise ValueError(f"unknown gaze mode {gaze_mode!r}; expected one of {', '.join(GAZE_MODES)}")
+        x4, x5 = self.forward_features(rgb, flow)
+        batch = rgb.shape[0]
+        t_slices, side = self.grid
+        gaze_logits = perturbed = None
+        if gaze_mode != "none":
+            gaze_logits = self.gaze(x4)  # [B, T', S, S]
+        if z is not None:
+            if z.shape != (batch, t_slices, side, side):
+                raise ValueError(
+                    f"z must be [B, T', S, S] = {(batch, t_slices, side, side)}, got {tuple(z.shape)}"
+                )
+        elif gaze_logits is None:
+            z = x5.new_full((batch, t_slices, side, side), 1.0 / (side * side))
+        else:
+            perturbed, z = gaze_sample(gaze_logits, gaze_mode, tau=tau, generator=generator)
+        attention = self.head.attention_map(z.to(x5.dtype))
+        return GazeAttentionOutput(
+            logits=self.head.classify(self.head.pool_attended(attention, x5)),
+            gaze_logits=gaze_logits,
+            perturbed=perturbed,
+            z=z,
+            features=x5,
+            attention=attention,
+        )
+
+
+def build_model(preset: str | ModelConfig = "paper", **overrides: Any) -> GazeAttentionNet:
+    """Build a network from a preset name ("paper", "tiny") or a ModelConfig, with overrides."""
+    if isinstance(preset, ModelConfig):
+        cfg = preset
+    else:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        cfg = PRESETS[preset]
+    cfg = replace(cfg, **overrides)
+    return GazeAttentionNet(**cfg.to_dict())

@@ -1,0 +1,195 @@
+"""Inflated 3-D Inception (I3D) backbone.
+
+Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017, in the module and
+parameter naming of the widely used PyTorch port (Conv3d_1a_7x7 ... Mixed_5c, units with
+`conv3d` and `bn`), so that the Kinetics and Min & Corso (WACV 2021) checkpoints load with
+`strict=True`. Padding follows TensorFlow's "SAME" rule.
+
+Speed: where SAME padding is symmetric (every stride-1 convolution) it is handed to the
+convolution itself instead of a separate `F.pad` copy; only the strided stem convolution and
+the strided max-pools pad explicitly, and only when the amount is asymmetric.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+# (b0, b1a, b1b, b2a, b2b, b3b) output channels of each Inception module at full width.
+INCEPTION_CHANNELS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "Mixed_3b": (64, 96, 128, 16, 32, 32),
+    "Mixed_3c": (128, 128, 192, 32, 96, 64),
+    "Mixed_4b": (192, 96, 208, 16, 48, 64),
+    "Mixed_4c": (160, 112, 224, 24, 64, 64),
+    "Mixed_4d": (128, 128, 256, 24, 64, 64),
+    "Mixed_4e": (112, 144, 288, 32, 64, 64),
+    "Mixed_4f": (256, 160, 320, 32, 128, 128),
+    "Mixed_5b": (256, 160, 320, 32, 128, 128),
+    "Mixed_5c": (384, 192, 384, 48, 128, 128),
+}
+
+# Total stride of the network: a [T, H, W] clip gives [ceil(T/8), ceil(H/32), ceil(W/32)].
+TEMPORAL_STRIDE = 8
+SPATIAL_STRIDE = 32
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count at a width multiplier (at least 4, so BatchNorm has something to do)."""
+    return channels if width == 1.0 else max(4, int(round(channels * width)))
+
+
+def inception_out_channels(name: str, width: float = 1.0) -> int:
+    b0, _, b1b, _, b2b, b3b = (scaled(c, width) for c in INCEPTION_CHANNELS[name])
+    return b0 + b1b + b2b + b3b
+
+
+def output_grid(frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """Output size [T', H', W'] of the backbone for an input clip (SAME padding rounds up)."""
+    return (
+        math.ceil(frames / TEMPORAL_STRIDE),
+        math.ceil(height / SPATIAL_STRIDE),
+        math.ceil(width / SPATIAL_STRIDE),
+    )
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow SAME padding (front, back) along one axis."""
+    if size % stride == 0:
+        total = max(kernel - stride, 0)
+    else:
+        total = max(kernel - size % stride, 0)
+    return total // 2, total - total // 2
+
+
+def _same_pad_5d(shape: torch.Size, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> list[int]:
+    # F.pad takes the last axis first: (W_front, W_back, H_front, H_back, T_front, T_back).
+    pads: list[int] = []
+    for axis in (4, 3, 2):
+        pads.extend(_same_pad(shape[axis], kernel[axis - 2], stride[axis - 2]))
+    return pads
+
+
+def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    return (v, v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+class Unit3D(nn.Module):
+    """Conv3d (no bias) + BatchNorm + ReLU with SAME padding."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int | tuple[int, int, int] = 1,
+        stride: int | tuple[int, int, int] = 1,
+    ) -> None:
+        super().__init__()
+        self.kernel = _triple(kernel)
+        self.stride = _triple(stride)
+        # Stride 1 with an odd kernel pads symmetrically whatever the input size.
+        self.static_pad = all(s == 1 and k % 2 == 1 for k, s in zip(self.kernel, self.stride))
+        padding = tuple(k // 2 for k in self.kernel) if self.static_pad else 0
+        self.conv3d = nn.Conv3d(
+            in_channels, out_channels, self.kernel, self.stride, padding=padding, bias=False
+        )
+        self.bn = nn.BatchNorm3d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.static_pad:
+            x = F.pad(x, _same_pad_5d(x.shape, self.kernel, self.stride))
+        return F.relu(self.bn(self.conv3d(x)))
+
+
+class MaxPool3dSame(nn.Module):
+    """Max-pool with SAME padding.
+
+    The inputs always follow a ReLU (values >= 0), so zero padding (the reference's `F.pad`)
+    and the pool's own -inf padding give identical results; the pool's own padding avoids a
+    copy whenever the padding is symmetric.
+    """
+
+    def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = _same_pad_5d(x.shape, self.kernel, self.stride)
+        front, back = pads[0::2], pads[1::2]
+        if front == back and all(p <= k // 2 for p, k in zip(front, self.kernel[::-1])):
+            return F.max_pool3d(x, self.kernel, self.stride, padding=tuple(front[::-1]))
+        return F.max_pool3d(F.pad(x, pads), self.kernel, self.stride)
+
+
+class InceptionModule(nn.Module):
+    """Four parallel branches (1x1; 1x1-3x3; 1x1-3x3; pool-1x1) concatenated on channels."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, int, int, int, int, int]) -> None:
+        super().__init__()
+        c0, c1a, c1b, c2a, c2b, c3b = channels
+        self.b0 = Unit3D(in_channels, c0, 1)
+        self.b1a = Unit3D(in_channels, c1a, 1)
+        self.b1b = Unit3D(c1a, c1b, 3)
+        self.b2a = Unit3D(in_channels, c2a, 1)
+        self.b2b = Unit3D(c2a, c2b, 3)
+        self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
+        self.b3b = Unit3D(in_channels, c3b, 1)
+        self.out_channels = c0 + c1b + c2b + c3b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))],
+            dim=1,
+        )
+
+
+class InceptionI3d(nn.Module):
+    """I3D up to `Mixed_5c`, returning the `MaxPool3d_5a_2x2` and `Mixed_5c` endpoints.
+
+    The Kinetics classifier (`logits`) is not part of this module: the gaze-attention network
+    classifies with its own head, and checkpoint loading drops `logits.*` keys.
+    """
+
+    def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
+        super().__init__()
+        c64, c192 = scaled(64, width), scaled(192, width)
+        self.Conv3d_1a_7x7 = Unit3D(in_channels, c64, 7, stride=2)
+        self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
+        self.Conv3d_2b_1x1 = Unit3D(c64, c64, 1)
+        self.Conv3d_2c_3x3 = Unit3D(c64, c192, 3)
+        self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
+
+        def mixed(name: str, in_ch: int) -> InceptionModule:
+            return InceptionModule(in_ch, tuple(scaled(c, width) for c in INCEPTION_CHANNELS[name]))
+
+        # Registration order is execution order (see forward); attribute names are the
+        # reference's state-dict keys.
+        self.Mixed_3b = mixed("Mixed_3b", c192)
+        self.Mixed_3c = mixed("Mixed_3c", self.Mixed_3b.out_channels)
+        self.MaxPool3d_4a_3x3 = MaxPool3dSame((3, 3, 3), (2, 2, 2))
+        self.Mixed_4b = mixed("Mixed_4b", self.Mixed_3c.out_channels)
+        self.Mixed_4c = mixed("Mixed_4c", self.Mixed_4b.out_channels)
+        self.Mixed_4d = mixed("Mixed_4d", self.Mixed_4c.out_channels)
+        self.Mixed_4e = mixed("Mixed_4e", self.Mixed_4d.out_channels)
+        self.Mixed_4f = mixed("Mixed_4f", self.Mixed_4e.out_channels)
+        self.MaxPool3d_5a_2x2 = MaxPool3dSame((2, 2, 2), (2, 2, 2))
+        self.Mixed_5b = mixed("Mixed_5b", self.Mixed_4f.out_channels)
+        self.Mixed_5c = mixed("Mixed_5c", self.Mixed_5b.out_channels)
+        self.pool5_channels = self.Mixed_4f.out_channels
+        self.out_channels = self.Mixed_5c.out_channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: [B, C_in, T, H, W]
+        pool5 = None
+        for name, module in self.named_children():
+            x = module(x)
+            if name == "MaxPool3d_5a_2x2":
+                pool5 = x  # [B, 832, T', S, S]
+        assert pool5 is not None
+        return pool5, x  # x: [B, 1024, T', S, S]

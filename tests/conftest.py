@@ -1,0 +1,26 @@
+"""Shared test fixtures: the `../shared` reference folder beside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """`../shared` (reference weights, golden vectors, EGTEA lists); skip where absent."""
+    if not (SHARED / "reference").is_dir():
+        pytest.skip(
+            f"reference fixtures not found at {SHARED} (../shared beside the repository); "
+            "they ship with the project's CI, not with a fresh clone"
+        )
+    return SHARED
