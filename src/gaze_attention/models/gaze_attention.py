@@ -184,9 +184,10 @@ class AttentionHead(nn.Module):
             # Contribution of slice t's current z to a, to be swapped for column (t, k).
             current = torch.einsum("btk,tkn->btn", zf.view(-1, t_slices, k), w_blocks)  # [B, T', N]
             cand = a[:, None, None, :] - current[:, :, None, :] + w_blocks[None]  # [B, T', K, N]
-            att = torch.sigmoid(cand)
-            logits = torch.einsum("btkn,bcn->btkc", att, p) / n + base[:, None, None, :]
-        return logits  # [B, T', K, C]
+            att = torch.sigmoid(cand).reshape(-1, t_slices * k, n)  # [B, T'K, N]
+            # base + att @ p^T / n in one batched kernel.
+            logits = torch.baddbmm(base[:, None, :], att, p.transpose(1, 2), alpha=1.0 / n)
+        return logits.view(-1, t_slices, k, logits.shape[-1])  # [B, T', K, C]
 
     def candidate_losses(self, z: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the head with slice t set to cell k: [B, T', S*S].
