@@ -14,7 +14,13 @@ import sys
 from gaze_attention import __version__
 
 # name -> module; the one registry of subcommands.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "prepare": "gaze_attention.commands.prepare",
+    "synth": "gaze_attention.commands.synth",
+    "visualize": "gaze_attention.commands.visualize",
+    "train": "gaze_attention.commands.train",
+    "evaluate": "gaze_attention.commands.evaluate",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

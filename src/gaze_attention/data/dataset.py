@@ -1,0 +1,281 @@
+"""Prepared data on disk -> training and test samples (dicts of tensors).
+
+`PreparedData` reads a folder written by `gaze-attention prepare` (with `manifest.jsonl`) or a
+reference-layout folder (`images_rgb/<clip>/0001.jpg`, `images_flow/<clip>/{u,v}/0001.jpg`, e.g.
+made with dense_flow, plus split lists) where frames are counted from the folders.
+`ClipDataset` samples windows, crops and flips RGB, flow and gaze together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from gaze_attention.data.begaze import FIXATION
+from gaze_attention.data.egtea import SplitEntry, build_vocabulary, find_split_files, read_split
+from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
+
+# Decoding runs in DataLoader workers; OpenCV's own thread pool would oversubscribe the cores.
+cv2.setNumThreads(1)
+
+
+class ClipRecord(NamedTuple):
+    """One clip of a split: 0-based action label, verb, noun; frames on disk."""
+
+    name: str
+    label: int
+    verb: int
+    noun: int
+    num_frames: int
+    flow_frames: int | None = None  # None: same as num_frames (always so for our own output)
+
+
+def _count_jpgs(folder: Path) -> int:
+    try:
+        with os.scandir(folder) as it:
+            return sum(1 for e in it if e.name.endswith(".jpg"))
+    except FileNotFoundError:
+        return 0
+
+
+def _read_manifest(path: Path) -> dict[str, dict]:
+    """Manifest records by clip; an unparsable line (a killed writer) is ignored."""
+    records: dict[str, dict] = {}
+    if not path.is_file():
+        return records
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+                records[rec["clip"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records
+
+
+class PreparedData:
+    """A prepared data set: vocabulary, split lists and per-clip frame counts.
+
+    root: a `prepare` output folder, or a reference-layout folder. Split lists are looked up in
+    `annotations` (default `root/annotations`, else `root` itself).
+    """
+
+    def __init__(self, root: str | Path, annotations: str | Path | None = None) -> None:
+        self.root = Path(root)
+        if not (self.root / "images_rgb").is_dir():
+            raise FileNotFoundError(f"{self.root}: no images_rgb/ folder (run `prepare` first)")
+        if annotations is None:
+            annotations = self.root / "annotations"
+            if not annotations.is_dir():
+                annotations = self.root
+        self.annotations = Path(annotations)
+        self._split_files = find_split_files(self.annotations)
+        if not self._split_files:
+            raise FileNotFoundError(f"{self.annotations}: no {{train,test}}_split<N>.txt files")
+        self._entries: dict[tuple[int, str], list[SplitEntry]] = {}
+        all_entries: list[SplitEntry] = []
+        for n, files in self._split_files.items():
+            for part, p in files.items():
+                self._entries[(n, part)] = read_split(p)
+                all_entries += self._entries[(n, part)]
+        vocab = build_vocabulary(self.annotations, all_entries)
+        self.classes: list[str] = vocab.actions
+        self.verbs: list[str] = vocab.verbs
+        self.nouns: list[str] = vocab.nouns
+        self.verb_of: list[int] = vocab.verb_of
+        self.noun_of: list[int] = vocab.noun_of
+        self.manifest = _read_manifest(self.root / "manifest.jsonl")
+        self.has_flow = (self.root / "images_flow").is_dir()
+        self.missing: dict[tuple[int, str], list[str]] = {}
+        self._counts: dict[str, tuple[int, int | None]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def splits(self) -> list[int]:
+        return sorted(self._split_files)
+
+    def _frames(self, clip: str) -> tuple[int, int | None]:
+        if clip not in self._counts:
+            rec = self.manifest.get(clip)
+            if rec is not None:
+                n = int(rec["num_frames"])
+                self._counts[clip] = (n, n if self.has_flow else None)
+            else:
+                n = _count_jpgs(self.root / "images_rgb" / clip)
+                nf = None
+                if self.has_flow:
+                    flow = self.root / "images_flow" / clip
+                    nf = min(_count_jpgs(flow / "u"), _count_jpgs(flow / "v"))
+                self._counts[clip] = (n, nf)
+        return self._counts[clip]
+
+    def split(self, number: int, part: str) -> list[ClipRecord]:
+        """Records of `{part}_split{number}.txt` that exist on disk (others go to `missing`)."""
+        if part not in ("train", "test"):
+            raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+        if (number, part) not in self._entries:
+            raise KeyError(f"no {part}_split{number}.txt in {self.annotations}")
+        records, missing = [], []
+        for e in self._entries[(number, part)]:
+            n, nf = self._frames(e.name)
+            if n == 0 or nf == 0:
+                missing.append(e.name)
+                continue
+            records.append(ClipRecord(e.name, e.action, e.verb, e.noun, n, nf))
+        self.missing[(number, part)] = missing
+        if missing:
+            warnings.warn(
+                f"{len(missing)} clip(s) of {part}_split{number} are not prepared under "
+                f"{self.root} (first: {missing[0]})",
+                stacklevel=2,
+            )
+        return records
+
+    def gaze(self, clip: str, num_frames: int) -> np.ndarray:
+        """[num_frames, 3] x, y, event; nan/0 rows where the clip has no gaze file or rows."""
+        out = np.full((num_frames, 3), np.nan, dtype=np.float32)
+        out[:, 2] = 0
+        p = self.root / "gaze" / f"{clip}.npy"
+        if p.is_file():
+            g = np.load(p)
+            n = min(len(g), num_frames)
+            out[:n] = g[:n]
+        return out
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return img
+
+
+class ClipDataset(Dataset):
+    """Samples of prepared clips as dicts (see docs/CONTRACTS.md, "Prepared data").
+
+    train=True: a T-frame window with a uniformly random start, a random `crop` square and a
+    horizontal flip (p=1/2), applied jointly to RGB, flow (mirrored u -> 255 - u) and gaze; the
+    gaze target of slice t comes from the fixation of the slice's first frame (`gaze_frame`),
+    rendered on the grid after augmentation.
+    train=False: the whole clip (edge-padded to at least T frames), centre crop, with per-frame
+    fixation points for sliding-window evaluation.
+    """
+
+    def __init__(
+        self,
+        data: PreparedData,
+        records: list[ClipRecord],
+        train: bool = True,
+        frames: int = 24,
+        crop: int = 224,
+        grid: tuple[int, int] = (3, 7),
+        use_flow: bool = True,
+        seed: int = 0,
+        flip: bool = True,
+        gaze_frame: str = "first",
+    ) -> None:
+        if use_flow and not data.has_flow:
+            raise ValueError(f"{data.root} has no images_flow/ (prepared with --flow none?)")
+        self.data = data
+        self.records = list(records)
+        self.train = train
+        self.frames = frames
+        self.crop = crop
+        self.grid = grid
+        self.use_flow = use_flow
+        self.flip = flip
+        self.gaze_frame = gaze_frame
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Replace the augmentation RNG (called per DataLoader worker by `seed_worker`)."""
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, rec: ClipRecord, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        root = self.data.root
+        rgb_dir = root / "images_rgb" / rec.name
+        rgb = np.stack([_read_rgb(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [T, H, W, 3]
+        flow = None
+        if self.use_flow:
+            last = (rec.flow_frames or rec.num_frames) - 1
+            fdir = root / "images_flow" / rec.name
+            fidx = np.minimum(idx, last)  # dense_flow output has one flow frame fewer
+            flow = np.stack(
+                [np.stack([_read_grey(fdir / c / f"{i + 1:04d}.jpg") for c in ("u", "v")], -1) for i in fidx]
+            )  # [T, H, W, 2]
+        return rgb, flow
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        n = rec.num_frames
+        t = self.frames
+        if self.train:
+            start = int(self.rng.integers(0, max(n - t, 0) + 1))
+            idx = np.minimum(np.arange(start, start + t), n - 1)  # [T]; short clips edge-padded
+        else:
+            idx = np.minimum(np.arange(max(n, t)), n - 1)  # [L]
+        rgb, flow = self._load(rec, idx)
+        rgb = fit_short_side(rgb, self.crop)
+        if flow is not None:
+            flow = fit_short_side(flow, self.crop)
+        h, w = rgb.shape[1:3]
+        if self.train:
+            cf = CropFlip.random(self.rng, h, w, self.crop, flip=self.flip)
+        else:
+            cf = CropFlip.center(h, w, self.crop)
+
+        gaze = self.data.gaze(rec.name, n)[idx]  # [T, 3]
+        pts = gaze[:, :2].copy()
+        pts[gaze[:, 2] != FIXATION] = np.nan  # only fixations are gaze targets
+        pts = cf.points(pts)
+
+        sample = {
+            "rgb": to_unit_range(cf.frames(rgb)),  # [3, T, crop, crop]
+            "label": torch.tensor(rec.label, dtype=torch.int64),
+            "index": index,
+        }
+        if flow is not None:
+            sample["flow"] = to_unit_range(cf.flow(flow))  # [2, T, crop, crop]
+        if self.train:
+            target, valid = gaze_targets(pts, self.grid, frame=self.gaze_frame)
+            sample["gaze"] = target  # [T', S, S]
+            sample["gaze_valid"] = valid  # [T']
+        else:
+            sample["gaze_point"] = torch.from_numpy(pts)  # [L, 2]
+        return sample
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: seed numpy, random and the dataset's RNG per worker.
+
+    torch gives each worker (and each epoch) a distinct `initial_seed`, derived from the
+    DataLoader's generator, so augmentations differ across workers yet stay reproducible.
+    """
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002 - libraries that use the global RNG need it too
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(seed)
