@@ -39,7 +39,7 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     identical to the previous one into it (longer delay), so such frames are not repeated.
     """
     frames = _check_frames(frames)
-    images = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.FASTOCTREE)
               for f in frames]
     duration = max(20, int(round(100.0 / fps)) * 10)
     path = Path(path)

@@ -1,0 +1,394 @@
+"""What the model sees: gaze, attention and Grad-CAM++ of one or more models on a clip.
+
+The paper's qualitative figure (Min & Corso, WACV 2021) shows Grad-CAM++ of the last
+Inception block over time for models with and without gaze. `analyse_clip` runs a model
+over a clip in non-overlapping windows (as evaluation does) and returns per-frame maps;
+`render_clip` draws them for several models side by side into a GIF, MP4 or PNG contact
+sheet; `render_comparison` is the one-call figure for a test sample of `ClipDataset`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gaze_attention.viz.gradcam import GradCAMPlusPlus, Norm, normalize_maps
+from gaze_attention.viz.inputs import Clip
+from gaze_attention.viz.overlay import (
+    draw_cells,
+    draw_points,
+    frames_to_uint8,
+    grid_to_frames,
+    label_panel,
+    overlay_heatmap,
+    stack,
+    title_bar,
+    upscale,
+    wrap_text,
+)
+from gaze_attention.viz.writers import (
+    SheetGroup,
+    contact_sheet,
+    even_frame_indices,
+    write_png,
+    write_video,
+)
+
+OVERLAYS = ("gaze", "sample", "recorded", "attention", "gradcam")
+HEATMAPS = ("gaze", "attention", "gradcam")  # each gets a panel; markers go on every panel
+
+__all__ = [
+    "HEATMAPS",
+    "OVERLAYS",
+    "ClipAnalysis",
+    "analyse_clip",
+    "default_cam_layers",
+    "parse_overlays",
+    "render_clip",
+    "render_comparison",
+    "render_panels",
+    "window_starts",
+]
+
+
+@dataclass
+class ClipAnalysis:
+    """Per-frame results of a model on a clip of L frames (maps are [L, H, W] in [0, 1]).
+
+    probs: [C] softmax of the window-averaged logits; target: the class Grad-CAM++ explains;
+    gaze: softmax(pi) per slice, divided by its maximum (None without a gaze head);
+    gaze_peak: [L] the largest cell probability behind each frame;
+    cells: [L, 2] (row, col) of the gaze cell the head used (argmax of z), -1 without one.
+    """
+
+    probs: np.ndarray
+    target: int
+    grid: tuple[int, int]
+    gaze: np.ndarray | None = None
+    gaze_peak: np.ndarray | None = None
+    attention: np.ndarray | None = None
+    cam: np.ndarray | None = None
+    cells: np.ndarray | None = None
+
+
+def parse_overlays(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """'gaze,sample' or a sequence -> validated tuple of overlay names."""
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    items = [s for s in items if s]
+    bad = [s for s in items if s not in OVERLAYS]
+    if bad:
+        raise ValueError(f"unknown overlay(s) {bad}; choose from {', '.join(OVERLAYS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def default_cam_layers(model: nn.Module) -> list[str]:
+    """`Mixed_5c` of each backbone stream (summed, as the streams are), else the last Conv3d."""
+    names = dict(model.named_modules())
+    layers = [n for n in ("backbone.model_rgb.Mixed_5c", "backbone.model_flow.Mixed_5c")
+              if n in names]
+    if layers:
+        return layers
+    convs = [n for n, m in names.items() if isinstance(m, nn.Conv3d)]
+    if not convs:
+        raise ValueError("no Mixed_5c or Conv3d layer found: name the Grad-CAM++ layers")
+    return [convs[-1]]
+
+
+def window_starts(num_frames: int, window: int) -> list[int]:
+    """Starts of non-overlapping windows covering the clip; the last is flush with its end.
+
+    A clip shorter than the window gets one window at 0 (the caller pads it).
+    """
+    if num_frames <= window:
+        return [0]
+    starts = list(range(0, num_frames - window + 1, window))
+    if starts[-1] + window < num_frames:
+        starts.append(num_frames - window)
+    return starts
+
+
+def _pad_time(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Repeat the last frame of [C, L, H, W] up to `length` frames."""
+    if x.shape[1] >= length:
+        return x
+    return torch.cat([x, x[:, -1:].expand(-1, length - x.shape[1], -1, -1)], dim=1)
+
+
+def _first_param_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def analyse_clip(
+    model: nn.Module,
+    clip: Clip,
+    *,
+    gradcam: bool = True,
+    gaze_mode: str = "sample",
+    target: int | None = None,
+    norm: Norm = "frame",
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+) -> ClipAnalysis:
+    """Run a gaze-attention model over a clip window by window; collect per-frame maps.
+
+    The model (in eval mode) must follow the package's contract: `model(rgb, flow,
+    gaze_mode=..., generator=...)` returning `.logits`, `.gaze_logits`, `.z`, `.attention`,
+    with `model.config.frames`. Window w draws its gaze sample from a generator seeded
+    `seed + w`, so the Grad-CAM++ pass sees the same gaze as the prediction pass.
+    target: class for Grad-CAM++; None = the clip's prediction (window-averaged logits).
+    norm: min-max normalisation of attention and Grad-CAM++ per "frame" or per "clip".
+    """
+    if model.training:
+        warnings.warn("analyse_clip: the model is in training mode (call model.eval())",
+                      stacklevel=2)
+    device = _first_param_device(model)
+    frames = int(model.config.frames)
+    length = clip.num_frames
+    size = tuple(clip.rgb.shape[2:])  # (H, W)
+    starts = window_starts(length, frames)
+    rgb = _pad_time(clip.rgb, frames)
+    flow = None if clip.flow is None else _pad_time(clip.flow, frames)
+    if bool(getattr(model.config, "use_flow", False)) and flow is None:
+        raise ValueError("the model uses optical flow but the clip has none")
+    if not getattr(model.config, "use_flow", False):
+        flow = None
+
+    def inputs(start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r = rgb[None, :, start:start + frames].to(device)  # [1, 3, T, H, W]
+        f = None if flow is None else flow[None, :, start:start + frames].to(device)
+        return r, f
+
+    def generator(w: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(seed + w)
+
+    def forward(w: int, start: int) -> Any:
+        r, f = inputs(start)
+        return model(r, f, gaze_mode=gaze_mode, generator=generator(w))
+
+    outputs: list[Any] = []
+    cams: list[torch.Tensor] = []
+    if gradcam and target is None and len(starts) > 1:
+        # The clip's prediction needs every window first; then explain that one class.
+        with torch.no_grad():
+            logits = torch.stack([forward(w, s).logits[0].float() for w, s in enumerate(starts)])
+        target = int(logits.mean(0).argmax())
+    if gradcam:
+        with GradCAMPlusPlus(model, layers or default_cam_layers(model)) as cam:
+            for w, s in enumerate(starts):
+                res = cam(lambda w=w, s=s: forward(w, s), target=target,
+                          size=(frames, *size), norm="none")
+                outputs.append(res.output)
+                cams.append(res.cam[0])  # [T, H, W]
+    else:
+        with torch.no_grad():
+            outputs = [forward(w, s) for w, s in enumerate(starts)]
+
+    logits = torch.stack([o.logits[0].detach().float().cpu() for o in outputs]).mean(0)  # [C]
+    probs = torch.softmax(logits, 0).numpy()
+    if target is None:
+        target = int(logits.argmax())
+    t_slices, side = model.grid
+
+    # Each frame takes its map from the first window that covers it.
+    owner = np.full(length, -1)
+    for w, s in enumerate(starts):
+        span = np.arange(s, min(s + frames, length))
+        owner[span[owner[span] < 0]] = w
+    local = np.arange(length) - np.asarray(starts)[owner]  # frame index inside its window
+
+    def per_frame(maps: list[np.ndarray]) -> np.ndarray:
+        return np.stack([maps[owner[i]][local[i]] for i in range(length)])
+
+    result = ClipAnalysis(probs=probs, target=int(target), grid=(t_slices, side))
+    if all(o.gaze_logits is not None for o in outputs):
+        gz, peak, cells = [], [], []
+        for o in outputs:
+            p = torch.softmax(o.gaze_logits[0].detach().float().cpu().flatten(1), 1)  # [T', K]
+            pmax = p.max(1).values  # [T']
+            gz.append(grid_to_frames((p / pmax[:, None]).view(t_slices, side, side),
+                                     frames, size))
+            which = np.minimum(np.arange(frames) * t_slices // frames, t_slices - 1)
+            peak.append(pmax.numpy()[which])
+            k = o.z[0].detach().float().cpu().flatten(1).argmax(1).numpy()  # [T']
+            cells.append(np.stack([k // side, k % side], 1)[which])
+        result.gaze = per_frame(gz)
+        result.gaze_peak = per_frame(peak)
+        result.cells = per_frame(cells)
+    if all(getattr(o, "attention", None) is not None for o in outputs):
+        att = per_frame([grid_to_frames(o.attention[0].detach().float().cpu(), frames, size)
+                         for o in outputs])
+        result.attention = normalize_maps(torch.from_numpy(att)[None], norm)[0].numpy()
+    if cams:
+        cam_frames = per_frame([c.cpu().numpy() for c in cams])
+        result.cam = normalize_maps(torch.from_numpy(cam_frames)[None], norm)[0].numpy()
+    return result
+
+
+def _class_name(class_names: Sequence[str] | None, index: int) -> str:
+    if class_names is not None and 0 <= index < len(class_names):
+        return str(class_names[index])
+    return f"class {index}"
+
+
+def _title(name: str, analysis: ClipAnalysis, class_names: Sequence[str] | None,
+           label: int | None, top: int = 3) -> list[str]:
+    order = np.argsort(-analysis.probs)[:top]
+    preds = " | ".join(f"{_class_name(class_names, int(i))} {analysis.probs[i]:.2f}"
+                       for i in order)
+    lines = [f"{name}: {preds}" if name else preds]
+    if label is not None:
+        mark = "correct" if int(order[0]) == label else "wrong"
+        lines.append(f"true: {_class_name(class_names, label)} ({mark})")
+    return lines
+
+
+def render_panels(
+    frames: np.ndarray,
+    analysis: ClipAnalysis,
+    overlays: Sequence[str],
+    gaze_point: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    alpha: float = 0.45,
+    scale: int = 1,
+) -> list[tuple[str, np.ndarray]]:
+    """Labelled panels [(label, frames [L, H, W, 3])]: one per heatmap overlay, markers on all.
+
+    Heatmaps: "gaze" softmax(pi), "attention" sigmoid(a), "gradcam" Grad-CAM++; markers:
+    "sample" the gaze cell the head used (white box), "recorded" the recorded fixation
+    (magenta dot). With no heatmap chosen, one panel of the frames with the markers.
+    scale: integer upscaling of frames and maps before drawing (small crops read better).
+    """
+    overlays = parse_overlays(overlays)
+    frames = upscale(frames, scale)
+    panels: list[tuple[str, np.ndarray]] = []
+    for kind in (k for k in HEATMAPS if k in overlays):
+        if kind == "gaze":
+            maps, label = analysis.gaze, "gaze softmax(pi)"
+            if analysis.gaze_peak is not None:
+                label += f", max p {analysis.gaze_peak.max():.2f}"
+        elif kind == "attention":
+            maps, label = analysis.attention, "attention sigmoid(a)"
+        else:
+            maps = analysis.cam
+            label = f"Grad-CAM++: {_class_name(class_names, analysis.target)}"
+        if maps is None:
+            panels.append((f"{kind}: n/a for this model", frames.copy()))
+        else:
+            panels.append((label, overlay_heatmap(frames, upscale(maps, scale), alpha=alpha)))
+    if not panels:
+        panels.append(("input", frames.copy()))
+    out = []
+    for label, img in panels:
+        if "sample" in overlays and analysis.cells is not None:
+            img = draw_cells(img, analysis.cells, analysis.grid[1])
+        if "recorded" in overlays and gaze_point is not None:
+            img = draw_points(img, gaze_point)
+        out.append((label, img))
+    return out
+
+
+def _resolve_target(target: int | str | None, clip: Clip) -> int | None:
+    if target == "label":
+        return clip.label
+    if isinstance(target, str):
+        raise ValueError(f"target must be a class index, 'label' or None, got {target!r}")
+    return target
+
+
+def render_clip(
+    models: Mapping[str, nn.Module],
+    clip: Clip,
+    out_path: str | Path,
+    class_names: Sequence[str] | None = None,
+    overlays: str | Sequence[str] = ("gaze", "sample", "recorded", "attention", "gradcam"),
+    *,
+    gaze_mode: str | Mapping[str, str] = "sample",
+    target: int | str | None = None,
+    norm: Norm = "frame",
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    fps: float | None = None,
+    sheet_frames: int = 8,
+    display: int = 224,
+) -> Path:
+    """Render models on a clip to out_path: .gif/.mp4 (models side by side) or .png (sheet).
+
+    gaze_mode: one for all models or one per model name. target: class index, "label" (the
+    clip's label, same class for every model) or None (each model's prediction). fps: output rate (default: the clip's). sheet_frames: columns
+    of a PNG contact sheet, spread evenly over the clip. display: crops smaller than this
+    are upscaled by an integer factor for legibility.
+    """
+    if not models:
+        raise ValueError("no models to render")
+    overlays = parse_overlays(overlays)
+    out_path = Path(out_path)
+    suffix = out_path.suffix.lower()
+    if suffix not in (".png", ".gif", ".mp4", ".m4v", ".mov"):
+        raise ValueError(f"output must be .png, .gif or .mp4, got {out_path.name}")
+    frames = frames_to_uint8(clip.rgb)  # [L, H, W, 3]
+    tgt = _resolve_target(target, clip)
+    gaze_point = clip.gaze_point if "recorded" in overlays else None
+    scale = max(1, display // frames.shape[1])
+
+    blocks: list[tuple[list[str], list[tuple[str, np.ndarray]]]] = []
+    for name, model in models.items():
+        mode = gaze_mode if isinstance(gaze_mode, str) else gaze_mode[name]
+        analysis = analyse_clip(model, clip, gradcam="gradcam" in overlays, gaze_mode=mode,
+                                target=tgt, norm=norm, layers=layers, seed=seed)
+        title = _title(name, analysis, class_names, clip.label)
+        blocks.append((title, render_panels(frames, analysis, overlays, gaze_point,
+                                            class_names, scale=scale)))
+
+    if suffix == ".png":
+        idx = even_frame_indices(clip.num_frames, sheet_frames)
+        groups = [SheetGroup(title=title, rows=panels) for title, panels in blocks]
+        labels = [f"frame {i} ({i / clip.fps:.2f} s)" for i in idx]
+        return write_png(out_path, contact_sheet(groups, idx, column_labels=labels))
+
+    # Equal title heights keep the panels of all models aligned row by row.
+    width = frames.shape[2] * scale
+    titles = [wrap_text(title, width) for title, _ in blocks]
+    lines = max(len(t) for t in titles)
+    columns = []
+    for title, (_, panels) in zip(titles, blocks, strict=True):
+        column = stack([label_panel(img, label) for label, img in panels], axis="vertical")
+        columns.append(title_bar(column, title, wrap=False, min_lines=lines))
+    video = stack(columns, axis="horizontal", gap=6)
+    return write_video(out_path, video, fps=fps or clip.fps)
+
+
+def render_comparison(
+    models: Mapping[str, nn.Module],
+    clip_sample: Mapping[str, Any],
+    class_names: Sequence[str] | None,
+    out_path: str | Path,
+    overlays: str | Sequence[str] = ("gradcam", "recorded"),
+    *,
+    target: int | str | None = "label",
+    norm: Norm = "frame",
+    gaze_mode: str = "sample",
+    frames: int = 8,
+    seed: int = 0,
+    fps: float = 24.0,
+    name: str = "",
+) -> Path:
+    """One figure for a test clip: a PNG contact sheet with a row per model (paper style).
+
+    clip_sample: a test sample of `ClipDataset` (rgb [3, L, H, W], flow, gaze_point, label).
+    By default every model's Grad-CAM++ explains the true class (the predicted class when
+    the sample has no label), with the recorded fixation drawn on top. The suffix of
+    out_path picks the format, so a .gif or .mp4 works too.
+    """
+    clip = Clip.from_sample(dict(clip_sample), name=name, fps=fps)
+    if target == "label" and clip.label is None:
+        target = None
+    return render_clip(models, clip, out_path, class_names, overlays, gaze_mode=gaze_mode,
+                       target=target, norm=norm, seed=seed, sheet_frames=frames)
