@@ -85,3 +85,9 @@ def write_prepared(
 def write_prepared_fixture():
     """The `write_prepared` helper, for tests that build prepared folders pixel by pixel."""
     return write_prepared
+
+
+@pytest.fixture(name="make_tiny_raw")
+def make_tiny_raw_fixture():
+    """`make_tiny_raw(path, session_videos=True)`: a fresh tiny raw set to damage in a test."""
+    return make_tiny_raw

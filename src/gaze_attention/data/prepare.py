@@ -449,7 +449,7 @@ def _attach_gaze(
     reader: Callable[[Path], SessionGaze],
     key: Callable[[ClipJob], str | None],
     margin: int,
-    workers: int,
+    pool: _LazyPool,
     allow_missing: bool,
     warn: Callable[[str], None],
 ) -> None:
@@ -457,9 +457,8 @@ def _attach_gaze(
     needed = sorted({k for j in jobs if (k := key(j)) is not None and k.lower() in gaze_files})
     sessions: dict[str, SessionGaze | str] = {}
     paths = [gaze_files[k.lower()] for k in needed]
-    if workers > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(min(workers, len(paths)), mp_context=get_context("spawn")) as ex:
-            results = list(ex.map(_read_gaze_safe, [(reader, p) for p in paths]))
+    if pool.workers > 1 and len(paths) > 1:
+        results = list(pool.get().map(_read_gaze_safe, [(reader, p) for p in paths]))
     else:
         results = [_read_gaze_safe((reader, p)) for p in paths]
     for k, res in zip(needed, results, strict=True):
@@ -489,6 +488,27 @@ def _attach_gaze(
         j.gaze_rows = res.frames(lo, max(hi, lo + 1))
         j.gaze_offset = lo
         j.gaze_source = "begaze" if j.session is not None else "csv"
+
+
+class _LazyPool:
+    """A process pool started on first use (starting one costs seconds: each worker imports
+    the package), shared by the gaze-file and clip stages."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._ex: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
+        if self._ex is None:
+            self._ex = ProcessPoolExecutor(
+                self.workers, mp_context=get_context("spawn"), initializer=_worker_init
+            )
+        return self._ex
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(cancel_futures=True)
+            self._ex = None
 
 
 def _read_gaze_safe(args: tuple) -> SessionGaze | str:
@@ -574,27 +594,52 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, {"flow": flow, "size": list(size), "min_frames": min_frames})
 
+    pool = _LazyPool(workers)  # one set of worker processes for gaze files and clips
+    try:
+        return _prepare(
+            raw, out, layout, splits, flow, size, pool, min_frames, jpeg_quality, annotations,
+            allow_missing_gaze, progress, result, t0,
+        )  # fmt: skip
+    finally:
+        pool.close()
+
+
+def _prepare(
+    raw: Path,
+    out: Path,
+    layout: str,
+    splits: list[int] | None,
+    flow: str,
+    size: tuple[int, int],
+    pool: _LazyPool,
+    min_frames: int,
+    jpeg_quality: int,
+    annotations: str | Path | None,
+    allow_missing_gaze: bool,
+    progress: bool,
+    result: PrepareResult,
+    t0: float,
+) -> PrepareResult:
     margin = max(min_frames, 1)
     if layout == "egtea":
         ann_dir = Path(annotations) if annotations else raw / "action_annotation"
         if not find_split_files(ann_dir) and find_split_files(raw):
             ann_dir = raw
         jobs, lists = _egtea_jobs(raw, ann_dir, splits, result.warnings.append)
-        _attach_gaze(
-            jobs, _by_stem(raw / "gaze_data", (".txt",)), read_begaze, lambda j: j.session,
-            margin, workers, allow_missing_gaze, result.warnings.append,
-        )  # fmt: skip
-        chosen = sorted(lists)
-        _copy_annotations(ann_dir, out / "annotations", chosen)
+        _copy_annotations(ann_dir, out / "annotations", sorted(lists))
         entries = [e for parts in lists.values() for es in parts.values() for e in es]
         build_vocabulary(out / "annotations", entries)  # fail now on a malformed index file
+        _attach_gaze(
+            jobs, _by_stem(raw / "gaze_data", (".txt",)), read_begaze, lambda j: j.session,
+            margin, pool, allow_missing_gaze, result.warnings.append,
+        )  # fmt: skip
     else:
         if splits not in (None, [1]):
             raise PrepareError("own recordings have a single split (1); drop --splits")
         jobs, _ = _own_jobs(raw, out / "annotations")
         _attach_gaze(
             jobs, _by_stem(raw / "gaze", (".csv",)), read_gaze_csv, lambda j: j.name,
-            margin, workers, allow_missing_gaze, result.warnings.append,
+            margin, pool, allow_missing_gaze, result.warnings.append,
         )  # fmt: skip
 
     for d in ("images_rgb", "gaze") + (("images_flow",) if flow != "none" else ()):
@@ -603,20 +648,19 @@ def prepare(
     done = _load_done(out, flow)
     todo = [j for j in jobs if j.name not in done]
     result.skipped = [j.name for j in jobs if j.name in done]
+    for j in jobs:
+        if j.name in done:  # a clip prepared for one split may now be wanted by another
+            done[j.name]["splits"] = sorted(set(done[j.name].get("splits", [])) | set(j.splits))
     records = dict(done)
 
     manifest = open(out / "manifest.jsonl", "a", encoding="utf-8")
     bar = _progress(len(todo), progress)
     args = [(j, str(out), flow, tuple(size), min_frames, jpeg_quality) for j in todo]
     try:
-        if workers > 1 and len(todo) > 1:
-            ex = ProcessPoolExecutor(
-                min(workers, len(todo)), mp_context=get_context("spawn"), initializer=_worker_init
-            )
-            with ex:
-                futures = [ex.submit(_run_job, a) for a in args]
-                for fut in as_completed(futures):
-                    _collect(fut.result(), records, result, manifest, bar)
+        if pool.workers > 1 and len(todo) > 1:
+            futures = [pool.get().submit(_run_job, a) for a in args]
+            for fut in as_completed(futures):
+                _collect(fut.result(), records, result, manifest, bar)
         else:
             for a in args:
                 _collect(_run_job(a), records, result, manifest, bar)

@@ -320,7 +320,8 @@ class _Writer:
     def __init__(self, path: Path, size: tuple[int, int]) -> None:
         self.container = av.open(str(path), mode="w")
         self.stream = self.container.add_stream("mpeg4", rate=FPS)
-        self.stream.options = {"qscale": "2"}
+        # Constant quantiser 2 (near lossless); FFmpeg takes it as lambda = q * FF_QP2LAMBDA (118).
+        self.stream.options = {"flags": "+qscale", "global_quality": str(2 * 118)}
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = "yuv420p"
         # Frames are tiny: threading costs more than it gains.
