@@ -1,0 +1,306 @@
+"""Checkpoints: safetensors weights plus a JSON training state, written atomically.
+
+Layout of a run folder:
+```
+RUN_DIR/config.yaml                     the resolved training config
+RUN_DIR/metrics.csv  RUN_DIR/tb/        scalars (CSV, TensorBoard)
+RUN_DIR/checkpoints/ckpt-00001000/      model.safetensors, optimizer.safetensors, state.json
+RUN_DIR/checkpoints/best-00000800/      model.safetensors, state.json (best validation score)
+```
+A checkpoint is a folder, written under a hidden temporary name and renamed into place, and
+old ones are renamed to a hidden name before deletion: a process killed at any moment leaves
+only complete checkpoints under visible names. `state.json` holds the iteration, eps, the lr
+schedule, optimizer hyper-parameters, RNG states of every rank, the resolved config, the model
+config and the class names; weights are the unwrapped (non-DDP) state dict.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gaze_attention.engine.config import TrainConfig
+from gaze_attention.models import ModelConfig, build_model, load_reference_checkpoint
+
+FORMAT = "gaze-attention-checkpoint"
+VERSION = 1
+MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+_NAME = re.compile(r"^(ckpt|best)-(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be found or read; the message says which path and why."""
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _unb64(s: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
+
+
+def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's torch (CPU and its GPU), numpy and python RNG states, JSON-able."""
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we save
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": _b64(torch.get_rng_state()),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "cuda": None,
+    }
+    if device is not None and device.type == "cuda":
+        state["cuda"] = _b64(torch.cuda.get_rng_state(device))
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device | None = None) -> None:
+    torch.set_rng_state(_unb64(state["torch"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))  # noqa: NPY002
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if device is not None and device.type == "cuda" and state.get("cuda"):
+        torch.cuda.set_rng_state(_unb64(state["cuda"]), device)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, allow_nan=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Unwrapped state dict as contiguous CPU tensors (channels_last weights are made contiguous)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in unwrap(model).state_dict().items()}
+
+
+def optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state split into tensors (for safetensors) and JSON (hyper-parameters, scalars)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, meta: dict[str, Any]) -> None:
+    tensors = load_file(str(folder / OPTIM_FILE))
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, st in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(st)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def write_checkpoint(
+    folder: str | os.PathLike,
+    model: nn.Module,
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (temporary hidden folder, then rename). Returns it.
+
+    An existing folder of the same name is replaced (renamed away first, then deleted).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        save_file(model_tensors(model), str(tmp / MODEL_FILE), metadata={"format": FORMAT})
+        _fsync_file(tmp / MODEL_FILE)
+        state = dict(state, format=FORMAT, version=VERSION)
+        if optimizer is not None:
+            tensors, meta = optimizer_parts(optimizer)
+            save_file(tensors, str(tmp / OPTIM_FILE), metadata={"format": FORMAT})
+            _fsync_file(tmp / OPTIM_FILE)
+            state["optimizer"] = meta
+        _write_json(tmp / STATE_FILE, state)
+        if folder.exists():
+            _discard(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint so that no half-deleted folder is ever visible under its name."""
+    trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_partial(ckpt_dir: str | os.PathLike) -> None:
+    """Remove hidden leftovers of writes or deletions that were killed."""
+    ckpt_dir = Path(ckpt_dir)
+    if ckpt_dir.is_dir():
+        for p in ckpt_dir.iterdir():
+            if p.name.startswith((".tmp-", ".trash-")):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def list_checkpoints(ckpt_dir: str | os.PathLike, kind: str = "ckpt") -> list[tuple[int, Path]]:
+    """(iteration, folder) of complete checkpoints of a kind ("ckpt" or "best"), oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = []
+    for p in ckpt_dir.iterdir():
+        m = _NAME.match(p.name)
+        if m and m.group(1) == kind and (p / STATE_FILE).is_file():
+            found.append((int(m.group(2)), p))
+    return sorted(found)
+
+
+def prune(ckpt_dir: str | os.PathLike, kind: str, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints of a kind."""
+    items = list_checkpoints(ckpt_dir, kind)
+    for _, p in items[: max(0, len(items) - keep)]:
+        _discard(p)
+
+
+def checkpoint_name(kind: str, iteration: int) -> str:
+    return f"{kind}-{iteration:08d}"
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
+    """A checkpoint folder from a checkpoint folder, a file inside one, or a run folder.
+
+    In a run folder `prefer="best"` picks the newest best checkpoint, else the newest regular one;
+    `prefer="last"` the newest regular one (what resuming needs).
+    """
+    p = Path(path)
+    if p.is_file():
+        if p.name in (MODEL_FILE, OPTIM_FILE, STATE_FILE):
+            p = p.parent
+        else:
+            raise CheckpointError(
+                f"{p} is not a checkpoint file (expected a {MODEL_FILE} or {STATE_FILE} of a "
+                "checkpoint folder, a checkpoint folder or a run folder; for the authors' .pt files "
+                "use --reference-prefix)"
+            )
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if (p / STATE_FILE).is_file():
+        return p
+    ckpt_dir = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    order = ("best", "ckpt") if prefer == "best" else ("ckpt",)
+    for kind in order:
+        items = list_checkpoints(ckpt_dir, kind)
+        if items:
+            return items[-1][1]
+    raise CheckpointError(f"no checkpoint in {p} (looked for {ckpt_dir}/{{best,ckpt}}-NNNNNNNN/)")
+
+
+def read_state(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    try:
+        with open(folder / STATE_FILE, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / STATE_FILE} is not a {FORMAT} state file")
+    return state
+
+
+def load_weights(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Load a checkpoint's weights into a model (strict)."""
+    path = Path(folder) / MODEL_FILE
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from exc
+    unwrap(model).load_state_dict(tensors, strict=True)
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig, list[str]]:
+    """Load one of our checkpoints: (model in eval mode, training config, class names).
+
+    `path`: a checkpoint folder, its `model.safetensors` / `state.json`, or a run folder (its
+    best checkpoint, else its last).
+    """
+    folder = resolve_checkpoint(path, prefer="best")
+    state = read_state(folder)
+    model = build_model(ModelConfig.from_dict(state["model_config"]))
+    load_weights(model, folder)
+    model.to(device).eval()
+    return model, TrainConfig.from_dict(state["config"]), list(state["class_names"])
+
+
+def load_reference_model(
+    prefix: str | os.PathLike,
+    num_classes: int,
+    preset: str = "paper",
+    device: str | torch.device = "cpu",
+    **model_overrides: Any,
+) -> nn.Module:
+    """The authors' three files `{prefix}_base.pt`, `_gaze.pt`, `_attn.pt` in a model (eval mode)."""
+    prefix = os.fspath(prefix)
+    for suffix in ("_base.pt", "_gaze.pt", "_attn.pt"):
+        if prefix.endswith(suffix):
+            prefix = prefix[: -len(suffix)]
+    model = build_model(preset, num_classes=num_classes, **model_overrides)
+    load_reference_checkpoint(model, f"{prefix}_base.pt", f"{prefix}_gaze.pt", f"{prefix}_attn.pt")
+    return model.to(device).eval()
+
+
+def warn_world_change(saved: int, now: int) -> None:
+    if saved != now:
+        warnings.warn(
+            f"resuming a {saved}-process run with {now} processes: data order and per-rank RNG "
+            "streams differ from an uninterrupted run",
+            stacklevel=2,
+        )

@@ -1,0 +1,651 @@
+"""Training loop of Min & Corso (WACV 2021): CE + KL to recorded gaze + the estimator term.
+
+One process, or DistributedDataParallel under torchrun (gloo on CPU, nccl on GPUs). The
+global batch is divided over the ranks; each rank draws a distinct shard of every epoch. Only
+rank 0 writes the run folder. The data order, the augmentations and the per-rank RNG streams
+are functions of (seed, rank, iteration) plus the saved RNG states, so a resumed run
+continues exactly where it stopped. SIGINT / SIGTERM finish the current step, save a
+checkpoint and return; a non-finite loss or gradient raises `NonFiniteLossError` before the
+step is applied, leaving the last checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import signal
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gaze_attention.engine.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    checkpoint_name,
+    clean_partial,
+    list_checkpoints,
+    load_optimizer,
+    load_weights,
+    prune,
+    read_state,
+    resolve_checkpoint,
+    restore_rng,
+    warn_world_change,
+    write_checkpoint,
+)
+from gaze_attention.engine.config import TrainConfig, save_config
+from gaze_attention.engine.distributed import (
+    DistInfo,
+    SeededDraws,
+    ShardedInfiniteSampler,
+    all_gather_objects,
+    any_flag,
+    barrier,
+    init_distributed,
+    shutdown,
+)
+from gaze_attention.engine.evaluate import autocast_context, evaluate
+from gaze_attention.estimators import eps_schedule
+from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
+from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
+
+SCALARS = ("loss", "ce", "kl", "do", "eps", "lr", "grad_norm", "it_per_s")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because a loss or gradient was NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    iteration: int  # iterations completed
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    history: list[dict[str, float]]  # one row per `log_every` iterations (the CSV's rows)
+    validation: list[dict[str, Any]] = field(default_factory=list)  # iteration + summary metrics
+    interrupted: bool = False  # stopped by SIGINT / SIGTERM (a checkpoint was saved)
+    stop_signal: str = ""  # "SIGINT" or "SIGTERM" when interrupted
+    class_names: list[str] = field(default_factory=list)
+    model: nn.Module | None = None  # the trained (unwrapped) model, on its training device
+    seen: list[int] = field(default_factory=list)  # training-set indices this rank drew, in order
+
+
+def lr_at(cfg: TrainConfig, iteration: int) -> float:
+    """Step schedule: lr * gamma ** (number of milestones <= iteration)."""
+    o = cfg.optim
+    return o.lr * o.gamma ** sum(iteration >= m for m in o.milestones)
+
+
+def eps_at(cfg: TrainConfig, iteration: int) -> float:
+    e = cfg.estimator
+    return eps_schedule(iteration, e.eps0, e.eps_rate, e.eps_every, e.eps_min)
+
+
+def eval_gaze_mode(cfg: TrainConfig) -> str:
+    """Gaze mode matching training: models trained without gaze see uniform gaze at test time."""
+    return "none" if cfg.estimator.name == "none" else "sample"
+
+
+def subsample_per_class(records: list[Any], per_class: int | None, seed: int) -> list[Any]:
+    """At most `per_class` records of each label, chosen by a seeded shuffle; original order kept."""
+    if per_class is None:
+        return list(records)
+    rng = np.random.default_rng(seed)
+    by_label: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_label.setdefault(int(r.label), []).append(i)
+    keep: set[int] = set()
+    for label in sorted(by_label):
+        idx = by_label[label]
+        keep.update(idx[j] for j in rng.permutation(len(idx))[:per_class])
+    return [r for i, r in enumerate(records) if i in keep]
+
+
+def _ignore_sigint(_: int) -> None:
+    # Ctrl-C reaches the whole process group; workers must survive until the main process saved.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM set a flag (the loop saves and returns); a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            for s, h in self._old.items():
+                signal.signal(s, h)
+
+
+class _Logger:
+    """CSV + TensorBoard scalars on rank 0; nothing elsewhere."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, start: int) -> None:
+        self.enabled = enabled
+        self.tb = None
+        self.csv_path = run_dir / "metrics.csv"
+        self.val_path = run_dir / "validation.csv"
+        if not enabled:
+            return
+        _truncate_csv(self.csv_path, start)
+        _truncate_csv(self.val_path, start)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start if start > 0 else None)
+            except ImportError as exc:  # tensorboard is a dependency; keep training if it is broken
+                warnings.warn(f"TensorBoard logging disabled: {exc}", stacklevel=2)
+
+    def row(self, path: Path, row: dict[str, Any]) -> None:
+        new = not path.is_file() or path.stat().st_size == 0
+        with open(path, "a", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def train(self, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.row(self.csv_path, row)
+        if self.tb is not None:
+            for k in SCALARS:
+                if k in row:
+                    self.tb.add_scalar(f"train/{k}", row[k], int(row["iteration"]))
+
+    def validation(self, iteration: int, m: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.row(self.val_path, {"iteration": iteration, **m})
+        if self.tb is not None:
+            for k, v in m.items():
+                if isinstance(v, int | float) and v is not None and math.isfinite(v):
+                    self.tb.add_scalar(f"val/{k}", v, iteration)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _truncate_csv(path: Path, start: int) -> None:
+    """Keep the rows of iterations <= start (a resumed run rewrites what followed)."""
+    if not path.is_file():
+        return
+    if start == 0:
+        path.unlink()
+        return
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r for r in rows if int(float(r["iteration"])) <= start]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        if keep:
+            w = csv.DictWriter(fh, fieldnames=list(keep[0]))
+            w.writeheader()
+            w.writerows(keep)
+    os.replace(tmp, path)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _num(v: str) -> Any:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
+    i = cfg.init
+    if not i.any():
+        return []
+    base, gaze, attn = i.base, i.gaze, i.attn
+    if i.reference_prefix:
+        base = base or f"{i.reference_prefix}_base.pt"
+        gaze = gaze or f"{i.reference_prefix}_gaze.pt"
+        attn = attn or f"{i.reference_prefix}_attn.pt"
+    return load_reference_checkpoint(model, base, gaze, attn, rgb=i.rgb, flow=i.flow)
+
+
+def avoid_cpu_lowp_conv3d_t2(model: GazeAttentionNet, precision: str, device: torch.device) -> int:
+    """Work around wrong weight gradients of CPU bf16/fp16 Conv3d with T = 2 inputs.
+
+    torch 2.13 (oneDNN) on CPU returns garbage (often inf) weight gradients for a Conv3d with a
+    temporal kernel of 3 and its own temporal padding 1 when the input has exactly 2 frames,
+    under bf16 autocast; padding explicitly (F.pad, then an unpadded convolution) is correct.
+    The `tiny` preset (16 frames) meets T = 2 at Mixed_5. Units that see T = 2 are switched to
+    explicit padding: the same arithmetic, state dict unchanged. Returns the number switched.
+    """
+    from gaze_attention.models.i3d import Unit3D
+
+    if device.type != "cpu" or precision == "fp32":
+        return 0
+    seen: dict[Unit3D, int] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: seen.__setitem__(mod, args[0].shape[2]))
+        for m in model.modules()
+        if isinstance(m, Unit3D) and m.static_pad and m.kernel[0] == 3
+    ]
+    cfg = model.config
+    try:
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, cfg.frames, cfg.crop, cfg.crop)
+            flow = torch.zeros(1, 2, cfg.frames, cfg.crop, cfg.crop) if cfg.use_flow else None
+            was = model.training
+            model.eval()
+            model.forward_features(probe, flow)
+            model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    switched = 0
+    for unit, t in seen.items():
+        if t == 2:
+            unit.static_pad = False
+            unit.conv3d.padding = (0, 0, 0)
+            switched += 1
+    return switched
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may draw from it
+    random.seed(seed)
+
+
+def train(cfg: TrainConfig, progress: bool = True, *, data: Any = None) -> TrainResult:
+    """Train a model as `cfg` says; returns the run's checkpoints, history and the model.
+
+    data: an already opened `PreparedData` for `cfg.data.root` (saves re-reading the index when
+    many runs share one data set). Under torchrun every rank calls this; rank 0 writes.
+    Raises `NonFiniteLossError` when the loss diverges.
+    """
+    cfg.validate()
+    if cfg.run.out is None:
+        raise ValueError("run.out (the run folder) is not set")
+    info = init_distributed(cfg.run.device)
+    try:
+        return _train(cfg, info, progress, data)
+    finally:
+        shutdown(info)
+
+
+def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> TrainResult:
+    from gaze_attention.data import ClipDataset, PreparedData
+
+    run_dir = Path(cfg.run.out)
+    ckpt_dir = run_dir / "checkpoints"
+    dev = info.device
+    if cfg.optim.batch_size % info.world_size:
+        raise ValueError(
+            f"optim.batch_size {cfg.optim.batch_size} is the global batch and must divide evenly over "
+            f"{info.world_size} processes"
+        )
+    local_bs = cfg.optim.batch_size // info.world_size
+
+    resume_state: dict[str, Any] | None = None
+    resume_dir: Path | None = None
+    if cfg.run.resume:
+        resume_dir = resolve_checkpoint(cfg.run.resume, prefer="last")
+        resume_state = read_state(resume_dir)
+        if "optimizer" not in resume_state:
+            raise CheckpointError(
+                f"{resume_dir} holds no optimizer state (a best-* checkpoint?): resume "
+                "from a ckpt-* checkpoint or a run folder"
+            )
+    start = int(resume_state["iteration"]) if resume_state else 0
+    _seed_all(cfg.run.seed * 1000 + info.rank)
+
+    if data is None:
+        if cfg.data.root is None:
+            raise ValueError("data.root (the prepared data folder) is not set")
+        data = PreparedData(cfg.data.root)
+    model = build_model(cfg.model.preset, num_classes=data.num_classes, **cfg.model.overrides())
+    mcfg = model.config
+    if resume_state is not None and resume_state["model_config"] != mcfg.to_dict():
+        raise CheckpointError(
+            f"{resume_dir} was trained with model {resume_state['model_config']}, the config builds "
+            f"{mcfg.to_dict()}"
+        )
+    records = subsample_per_class(
+        data.split(cfg.data.split, "train"), cfg.data.max_train_per_class, cfg.run.seed
+    )
+    dataset = ClipDataset(
+        data,
+        records,
+        train=True,
+        frames=mcfg.frames,
+        crop=mcfg.crop,
+        grid=model.grid,
+        use_flow=mcfg.use_flow,
+        seed=cfg.run.seed,
+    )
+    val_records = None
+    if cfg.run.val_every:
+        val_records = data.split(cfg.data.split, "test")
+
+    if resume_state is not None:
+        load_weights(model, resume_dir)
+    else:
+        loaded = _init_weights(model, cfg)
+        if loaded and info.is_main:
+            print(f"initialised {', '.join(loaded)} from the reference files", flush=True)
+    avoid_cpu_lowp_conv3d_t2(model, cfg.run.precision, dev)
+    model.to(dev)
+    memory = torch.channels_last_3d if cfg.run.channels_last else torch.contiguous_format
+    if cfg.run.channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    net: nn.Module = model
+    if info.distributed:
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            # Without gaze the gaze head takes no part in the loss.
+            find_unused_parameters=cfg.estimator.name == "none",
+        )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=lr_at(cfg, start),
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.run.precision == "fp16")
+    best_score = -math.inf
+    best_ckpt: Path | None = None
+    if resume_state is not None:
+        load_optimizer(optimizer, resume_dir, resume_state["optimizer"])
+        ranks = resume_state.get("rng", [])
+        warn_world_change(len(ranks), info.world_size)
+        if info.rank < len(ranks):
+            restore_rng(ranks[info.rank], dev)
+        if resume_state.get("grad_scaler"):
+            scaler.load_state_dict(resume_state["grad_scaler"])
+        best_score = resume_state.get("best_score", -math.inf)
+        best = list_checkpoints(ckpt_dir, "best")
+        best_ckpt = best[-1][1] if best else None
+
+    sampler = ShardedInfiniteSampler(
+        len(dataset), rank=info.rank, world_size=info.world_size, seed=cfg.run.seed, start=start * local_bs
+    )
+    workers = cfg.data.workers
+    loader = torch.utils.data.DataLoader(
+        SeededDraws(dataset),
+        batch_size=local_bs,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        worker_init_fn=_ignore_sigint if workers else None,
+        persistent_workers=False,
+        prefetch_factor=2 if workers else None,
+        generator=torch.Generator(),  # keeps the global RNG (Gumbel noise, dropout) untouched
+    )
+
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clean_partial(ckpt_dir)
+        save_config(cfg, run_dir / "config.yaml")
+    logger = _Logger(run_dir, info.is_main, cfg.run.tensorboard, start)
+    history = _read_rows(logger.csv_path) if info.is_main and start else []
+    validation = _read_rows(logger.val_path) if info.is_main and start else []
+
+    estimator = cfg.estimator.name
+    gaze_mode = TRAIN_GAZE_MODE[estimator]
+    head = model.head
+    it = start
+    last_ckpt: Path | None = resume_dir
+    saved_at = start if resume_dir is not None else -1
+    seen: list[int] = []
+    stop = _StopRequest()
+    interrupted = False
+
+    def state(iteration: int) -> dict[str, Any]:
+        return {
+            "iteration": iteration,
+            "eps": eps_at(cfg, iteration),
+            "lr": lr_at(cfg, iteration),
+            "schedule": {
+                "lr": cfg.optim.lr,
+                "milestones": list(cfg.optim.milestones),
+                "gamma": cfg.optim.gamma,
+                "iters": cfg.optim.iters,
+            },
+            "best_score": best_score,
+            "world_size": info.world_size,
+            "config": cfg.to_dict(),
+            "model_config": mcfg.to_dict(),
+            "class_names": list(data.classes),
+            "verb_of": list(data.verb_of),
+            "noun_of": list(data.noun_of),
+            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        }
+
+    def save(iteration: int) -> Path | None:
+        rngs = all_gather_objects(info, capture_rng(dev))  # every rank takes part
+        if not info.is_main:
+            return None
+        folder = write_checkpoint(
+            ckpt_dir / checkpoint_name("ckpt", iteration), model, dict(state(iteration), rng=rngs), optimizer
+        )
+        prune(ckpt_dir, "ckpt", cfg.run.keep_last)
+        return folder
+
+    def validate(iteration: int) -> None:
+        nonlocal best_score, best_ckpt
+        m = evaluate(
+            model,
+            data,
+            cfg.data.split,
+            records=val_records,
+            sparse=True,
+            gaze_mode=eval_gaze_mode(cfg),
+            batch_size=max(1, local_bs),
+            precision=cfg.run.precision,
+            channels_last=cfg.run.channels_last,
+            device=dev,
+            max_clips=cfg.data.val_max_clips,
+            seed=cfg.run.seed,
+            dist_info=info,
+        )
+        summary = {
+            k: m[k]
+            for k in (
+                "mean_class_accuracy",
+                "mean_class_accuracy_all",
+                "overall_accuracy",
+                "verb_accuracy",
+                "noun_accuracy",
+                "gaze_within_one_cell",
+            )
+            if k in m
+        }
+        validation.append({"iteration": iteration, **summary})
+        logger.validation(iteration, summary)
+        score = m["mean_class_accuracy"]
+        if info.is_main and math.isfinite(score) and score > best_score:
+            best_score = score
+            best_ckpt = write_checkpoint(
+                ckpt_dir / checkpoint_name("best", iteration), model, dict(state(iteration), metrics=summary)
+            )
+            prune(ckpt_dir, "best", 1)
+        if info.is_main and progress:
+            print(f"validation @ {iteration}: mean class accuracy {100 * score:.2f}%", flush=True)
+
+    bar = None
+    if progress and info.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.optim.iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
+    sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, kl, do, grad_norm over the log window
+    window_n, window_t = 0, time.perf_counter()
+    model.train()
+    try:
+        with stop.installed():
+            batches = iter(loader)
+            while it < cfg.optim.iters:
+                eps, lr = eps_at(cfg, it), lr_at(cfg, it)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                batch = next(batches)
+                seen.extend(int(i) for i in batch["index"])
+                rgb = batch["rgb"].to(dev, non_blocking=True).contiguous(memory_format=memory)
+                flow = None
+                if mcfg.use_flow:
+                    flow = batch["flow"].to(dev, non_blocking=True).contiguous(memory_format=memory)
+                labels = batch["label"].to(dev, non_blocking=True)
+                with autocast_context(dev, cfg.run.precision):
+                    out = net(rgb, flow, gaze_mode=gaze_mode, tau=cfg.estimator.tau)
+                losses = training_losses(
+                    out,
+                    labels,
+                    head=head,
+                    estimator=estimator,
+                    eps=eps,
+                    gaze_target=batch["gaze"].to(dev),
+                    gaze_valid=batch["gaze_valid"].to(dev),
+                    kl_weight=cfg.estimator.kl_weight,
+                )
+                total = losses["total"]
+                bad, stop_now = any_flag(info, not bool(torch.isfinite(total)), stop.requested)
+                if bad:
+                    _raise_nonfinite(it, losses, info, last_ckpt, "loss")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                scaler.unscale_(optimizer)
+                clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                if not scaler.is_enabled() and not bool(torch.isfinite(grad_norm)):
+                    # Gradients are all-reduced, so every rank sees the same norm.
+                    _raise_nonfinite(it, losses, info, last_ckpt, "gradient")
+                scaler.step(optimizer)
+                scaler.update()
+                it += 1
+
+                terms = [total, losses["ce"], losses["kl"], losses["do"], grad_norm]
+                vals = torch.stack([t.detach().double().cpu() for t in terms])
+                sums += vals
+                window_n += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        ce=f"{vals[1]:.3f}",
+                        kl=f"{vals[2]:.3f}",
+                        do=f"{vals[3]:.3f}",
+                        eps=f"{eps:.3g}",
+                        lr=f"{lr:.3g}",
+                        refresh=False,
+                    )
+                if it % cfg.run.log_every == 0 or it == cfg.optim.iters or stop_now:
+                    mean = _mean_over_ranks(info, sums / window_n)
+                    elapsed = time.perf_counter() - window_t
+                    row = {
+                        "iteration": it,
+                        "loss": mean[0],
+                        "ce": mean[1],
+                        "kl": mean[2],
+                        "do": mean[3],
+                        "eps": eps,
+                        "lr": lr,
+                        "grad_norm": mean[4],
+                        "it_per_s": window_n / elapsed if elapsed > 0 else math.nan,
+                        "time": time.time(),
+                    }
+                    history.append(row)
+                    logger.train(row)
+                    sums.zero_()
+                    window_n, window_t = 0, time.perf_counter()
+                if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
+                    validate(it)
+                    model.train()
+                if stop_now:
+                    interrupted = True
+                    break
+                if it % cfg.run.checkpoint_every == 0 and it < cfg.optim.iters:
+                    last_ckpt, saved_at = save(it), it
+            if saved_at != it:
+                last_ckpt = save(it)
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+    if interrupted and info.is_main:
+        print(
+            f"{stop.signal_name or 'stop request'}: saved checkpoint {last_ckpt} at iteration {it}; "
+            f"continue with --resume {run_dir}",
+            flush=True,
+        )
+    barrier(info)
+    if not info.is_main:
+        last_ckpt = resolve_checkpoint(run_dir, prefer="last") if list_checkpoints(ckpt_dir) else None
+        best = list_checkpoints(ckpt_dir, "best")
+        best_ckpt = best[-1][1] if best else None
+    return TrainResult(
+        run_dir=run_dir,
+        iteration=it,
+        last_checkpoint=last_ckpt,
+        best_checkpoint=best_ckpt,
+        history=history,
+        validation=validation,
+        interrupted=interrupted,
+        stop_signal=stop.signal_name,
+        class_names=list(data.classes),
+        model=model,
+        seen=seen,
+    )
+
+
+def _mean_over_ranks(info: DistInfo, values: torch.Tensor) -> list[float]:
+    if info.distributed:
+        import torch.distributed as dist
+
+        t = values.to(info.device)
+        dist.all_reduce(t)
+        values = t.cpu() / info.world_size
+    return [float(v) for v in values]
+
+
+def _raise_nonfinite(
+    it: int, losses: dict[str, torch.Tensor], info: DistInfo, last: Path | None, what: str
+) -> None:
+    terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+    raise NonFiniteLossError(
+        f"non-finite {what} at iteration {it} on rank {info.rank} ({terms}): training stopped before "
+        f"applying the step; {where}. Lower the learning rate, use fp32, or check the data."
+    )
