@@ -92,26 +92,32 @@ def test_analysis_is_consistent_across_passes(tiny_model) -> None:
 
 def test_render_clip_files(tmp_path: Path, tiny_model) -> None:
     g = torch.Generator().manual_seed(1)
-    clip = Clip(rgb=torch.rand(3, 18, CROP, CROP, generator=g) * 2 - 1,
-                flow=torch.rand(2, 18, CROP, CROP, generator=g) * 2 - 1,
-                gaze_point=np.full((18, 2), 0.4, np.float32), label=0, fps=12)
+    clip = Clip(rgb=torch.rand(3, 16, CROP, CROP, generator=g) * 2 - 1,
+                flow=torch.rand(2, 16, CROP, CROP, generator=g) * 2 - 1,
+                gaze_point=np.full((16, 2), 0.4, np.float32), label=0, fps=12)
     models = {"gaze": tiny_model, "no gaze": tiny_model}
     modes = {"gaze": "sample", "no gaze": "none"}
     gif = render_clip(models, clip, tmp_path / "a.gif", CLASSES, gaze_mode=modes)
     with Image.open(gif) as im:
-        assert im.n_frames == 18
+        assert im.n_frames == 16
         assert im.size[0] == 2 * CROP * 3 + 6  # two models side by side, crops upscaled x3
     mp4 = render_clip(models, clip, tmp_path / "a.mp4", CLASSES, "attention,sample",
                       gaze_mode=modes, display=CROP)
     with av.open(str(mp4)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    assert len(decoded) == 18 and decoded[0].shape[1] == 2 * CROP + 6
+    assert len(decoded) == 16 and decoded[0].shape[1] == 2 * CROP + 6
     png = render_clip(models, clip, tmp_path / "a.png", CLASSES, "gradcam,gaze",
                       gaze_mode=modes, sheet_frames=4, display=CROP)
     with Image.open(png) as im:
         assert im.size[0] == 120 + 4 * (CROP + 3)
+    one = render_clip({"gaze": tiny_model}, clip, tmp_path / "b.gif", CLASSES, "gaze,attention,"
+                      "gradcam", display=CROP)
+    with Image.open(one) as im:
+        assert im.size[0] == 3 * CROP + 2 * 4  # one model: its maps in a row
     with pytest.raises(ValueError):
         render_clip(models, clip, tmp_path / "a.avi", CLASSES)
+    with pytest.raises(ValueError):
+        render_clip(models, clip, tmp_path / "a.gif", CLASSES, layout="diagonal")
 
 
 def test_render_comparison_from_a_dataset_sample(tmp_path: Path, tiny_model) -> None:

@@ -4,7 +4,7 @@ INPUT is a video file (decoded with PyAV, resized to --size, centre-cropped to t
 input; flow from DIS when the model uses flow) or a prepared clip folder
 PREPARED/images_rgb/<clip> (flow from images_flow/, recorded gaze from gaze/<clip>.npy).
 The clip is run in non-overlapping windows of the model's length, as in evaluation.
---out picks the format: .gif or .mp4 (models side by side, one panel per map) or .png
+--out picks the format: .gif or .mp4 (a panel per map; with --compare the models side by side) or .png
 (a contact sheet: a row per model and map, evenly spaced frames as columns).
 
 Overlays (--overlays, comma-separated): gaze = softmax(pi) per slice, upsampled;
@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output frame rate (default: the input's)")
     parser.add_argument("--sheet-frames", type=int, default=8,
                         help="columns of a .png contact sheet (default 8)")
+    parser.add_argument("--layout", choices=("auto", "columns", "rows"), default="auto",
+                        help="video layout: columns = models side by side, maps stacked; rows "
+                             "= a row of maps per model; auto = columns with --compare, else rows")
     parser.add_argument("--layer", action="append", metavar="MODULE",
                         help="Grad-CAM++ layer, repeatable; maps are summed (default: "
                              "backbone.model_rgb.Mixed_5c and backbone.model_flow.Mixed_5c)")
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     path = render_clip(
         models_by_title, clip, out, class_names, overlays, gaze_mode=modes, target=target,
         norm=args.norm, layers=args.layer, seed=args.seed, fps=args.fps,
-        sheet_frames=args.sheet_frames,
+        sheet_frames=args.sheet_frames, layout=args.layout,
     )
     print(f"wrote {path}")
     return 0

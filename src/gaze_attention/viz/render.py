@@ -318,14 +318,20 @@ def render_clip(
     fps: float | None = None,
     sheet_frames: int = 8,
     display: int = 224,
+    layout: str = "auto",
 ) -> Path:
-    """Render models on a clip to out_path: .gif/.mp4 (models side by side) or .png (sheet).
+    """Render models on a clip to out_path: .gif/.mp4 (a panel per map) or .png (a sheet).
 
     gaze_mode: one for all models or one per model name. target: class index, "label" (the
-    clip's label, same class for every model) or None (each model's prediction). fps: output rate (default: the clip's). sheet_frames: columns
-    of a PNG contact sheet, spread evenly over the clip. display: crops smaller than this
-    are upscaled by an integer factor for legibility.
+    clip's label, same class for every model) or None (each model's prediction).
+    fps: output rate (default: the clip's). sheet_frames: columns of a PNG contact sheet,
+    spread evenly over the clip. display: crops smaller than this are upscaled by an
+    integer factor for legibility. layout of a video: "columns" (models side by side, their
+    maps stacked), "rows" (a row of maps per model), "auto" (columns for several models,
+    a row for one).
     """
+    if layout not in ("auto", "columns", "rows"):
+        raise ValueError(f"layout must be 'auto', 'columns' or 'rows', got {layout!r}")
     if not models:
         raise ValueError("no models to render")
     overlays = parse_overlays(overlays)
@@ -353,15 +359,20 @@ def render_clip(
         labels = [f"frame {i} ({i / clip.fps:.2f} s)" for i in idx]
         return write_png(out_path, contact_sheet(groups, idx, column_labels=labels))
 
-    # Equal title heights keep the panels of all models aligned row by row.
-    width = frames.shape[2] * scale
-    titles = [wrap_text(title, width) for title, _ in blocks]
-    lines = max(len(t) for t in titles)
-    columns = []
-    for title, (_, panels) in zip(titles, blocks, strict=True):
-        column = stack([label_panel(img, label) for label, img in panels], axis="vertical")
-        columns.append(title_bar(column, title, wrap=False, min_lines=lines))
-    video = stack(columns, axis="horizontal", gap=6)
+    if layout == "auto":
+        layout = "columns" if len(blocks) > 1 else "rows"
+    labelled = [[label_panel(img, label) for label, img in panels] for _, panels in blocks]
+    if layout == "rows":
+        rows = [stack(panels, axis="horizontal") for panels in labelled]
+        rows = [title_bar(row, title) for row, (title, _) in zip(rows, blocks, strict=True)]
+        video = stack(rows, axis="vertical", gap=6)
+    else:
+        # Equal title heights keep the panels of all models aligned row by row.
+        titles = [wrap_text(title, frames.shape[2] * scale) for title, _ in blocks]
+        lines = max(len(t) for t in titles)
+        columns = [title_bar(stack(panels, axis="vertical"), title, wrap=False, min_lines=lines)
+                   for panels, title in zip(labelled, titles, strict=True)]
+        video = stack(columns, axis="horizontal", gap=6)
     return write_video(out_path, video, fps=fps or clip.fps)
 
 
