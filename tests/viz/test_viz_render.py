@@ -39,7 +39,11 @@ def test_load_video(small_video: Path) -> None:
     assert clip.flow[0, :-1].abs().max() > 0.05  # the square moves right: u != 0
     part = load_video(small_video, crop=CROP, use_flow=False, start=5, max_frames=7)
     assert part.flow is None and part.num_frames == 7
-    torch.testing.assert_close(part.rgb, load_video(small_video, CROP, False).rgb[:, 5:12])
+    whole = load_video(small_video, CROP, False)
+    torch.testing.assert_close(part.rgb, whole.window(5, 7).rgb)
+    assert whole.window(15, None).num_frames == 5
+    with pytest.raises(ValueError):
+        whole.window(20, 3)
 
 
 def test_load_prepared_clip_maps_gaze_into_the_crop(prepared_clip: Path) -> None:

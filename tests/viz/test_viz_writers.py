@@ -75,6 +75,10 @@ def test_contact_sheet(tmp_path: Path) -> None:
     )
     assert sheet.shape[1] == 60 + 5 * (40 + 2)
     np.testing.assert_array_equal(sheet[-2 - 30:-2, 60 + 2 * 42:60 + 2 * 42 + 40], b[10])
+    titled = contact_sheet([SheetGroup(["B"], [("gradcam", b)])], idx, title=["clip"],
+                           label_width=60, gap=2)
+    untitled = contact_sheet([SheetGroup(["B"], [("gradcam", b)])], idx, label_width=60, gap=2)
+    assert titled.shape[0] > untitled.shape[0] and titled.shape[1] == untitled.shape[1]
     path = write_png(tmp_path / "s.png", sheet)
     with Image.open(path) as im:
         assert im.size == (sheet.shape[1], sheet.shape[0])

@@ -357,7 +357,9 @@ def render_clip(
         idx = even_frame_indices(clip.num_frames, sheet_frames)
         groups = [SheetGroup(title=title, rows=panels) for title, panels in blocks]
         labels = [f"frame {i} ({i / clip.fps:.2f} s)" for i in idx]
-        return write_png(out_path, contact_sheet(groups, idx, column_labels=labels))
+        sheet = contact_sheet(groups, idx, column_labels=labels,
+                              title=[clip.name] if clip.name else None)
+        return write_png(out_path, sheet)
 
     if layout == "auto":
         layout = "columns" if len(blocks) > 1 else "rows"

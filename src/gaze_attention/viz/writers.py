@@ -122,10 +122,12 @@ def contact_sheet(
     column_labels: Sequence[str] | None = None,
     label_width: int = 120,
     gap: int = 3,
+    title: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Tile chosen frames into one image: columns are times, rows are (group, panel).
 
-    Every group gets a full-width title bar; every row a label strip on its left.
+    An optional title goes on top; every group gets a full-width title bar; every row a
+    label strip on its left.
     """
     if not groups or not any(g.rows for g in groups):
         raise ValueError("nothing to put on the contact sheet")
@@ -135,6 +137,8 @@ def contact_sheet(
     width = label_width + n * (tile_w + gap)
     bg = np.asarray(BACKGROUND, dtype=np.uint8)
     parts: list[np.ndarray] = []
+    if title:
+        parts.append(text_image(list(title), width, font_size=14, wrap=True))
     if column_labels is not None:
         strips = [text_image([""], label_width, font_size=11)]
         strips += [text_image([label], tile_w + gap, font_size=11) for label in column_labels]
