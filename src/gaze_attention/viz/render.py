@@ -78,6 +78,16 @@ class ClipAnalysis:
     cells: np.ndarray | None = None
 
 
+@dataclass
+class _Window:
+    """What one window's forward leaves behind (batch entry 0, on the CPU)."""
+
+    logits: torch.Tensor  # [C]
+    gaze_logits: torch.Tensor | None  # [T', S, S]
+    z: torch.Tensor  # [T', S, S]
+    attention: torch.Tensor | None  # [T', S, S]
+
+
 def parse_overlays(spec: str | Sequence[str]) -> tuple[str, ...]:
     """'gaze,sample' or a sequence -> validated tuple of overlay names."""
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
@@ -173,8 +183,17 @@ def analyse_clip(
         r, f = inputs(start)
         return model(r, f, gaze_mode=gaze_mode, generator=generator(w))
 
-    outputs: list[Any] = []
-    cams: list[torch.Tensor] = []
+    def keep(out: Any) -> _Window:
+        # Only the small per-window results survive, so a long clip does not hold every
+        # window's features (and their autograd history) at once.
+        def cpu(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[0].detach().float().cpu()
+
+        return _Window(logits=cpu(out.logits), gaze_logits=cpu(out.gaze_logits), z=cpu(out.z),
+                       attention=cpu(getattr(out, "attention", None)))
+
+    outputs: list[_Window] = []
+    cams: list[np.ndarray] = []
     if gradcam and target is None and len(starts) > 1:
         # The clip's prediction needs every window first; then explain that one class.
         with torch.no_grad():
@@ -185,13 +204,13 @@ def analyse_clip(
             for w, s in enumerate(starts):
                 res = cam(lambda w=w, s=s: forward(w, s), target=target,
                           size=(frames, *size), norm="none")
-                outputs.append(res.output)
-                cams.append(res.cam[0])  # [T, H, W]
+                outputs.append(keep(res.output))
+                cams.append(res.cam[0].cpu().numpy())  # [T, H, W]
     else:
         with torch.no_grad():
-            outputs = [forward(w, s) for w, s in enumerate(starts)]
+            outputs = [keep(forward(w, s)) for w, s in enumerate(starts)]
 
-    logits = torch.stack([o.logits[0].detach().float().cpu() for o in outputs]).mean(0)  # [C]
+    logits = torch.stack([o.logits for o in outputs]).mean(0)  # [C]
     probs = torch.softmax(logits, 0).numpy()
     if target is None:
         target = int(logits.argmax())
@@ -209,26 +228,24 @@ def analyse_clip(
 
     result = ClipAnalysis(probs=probs, target=int(target), grid=(t_slices, side))
     if all(o.gaze_logits is not None for o in outputs):
+        slice_of = np.minimum(np.arange(frames) * t_slices // frames, t_slices - 1)  # [T]
         gz, peak, cells = [], [], []
         for o in outputs:
-            p = torch.softmax(o.gaze_logits[0].detach().float().cpu().flatten(1), 1)  # [T', K]
+            p = torch.softmax(o.gaze_logits.flatten(1), 1)  # [T', K]
             pmax = p.max(1).values  # [T']
             gz.append(grid_to_frames((p / pmax[:, None]).view(t_slices, side, side),
                                      frames, size))
-            which = np.minimum(np.arange(frames) * t_slices // frames, t_slices - 1)
-            peak.append(pmax.numpy()[which])
-            k = o.z[0].detach().float().cpu().flatten(1).argmax(1).numpy()  # [T']
-            cells.append(np.stack([k // side, k % side], 1)[which])
+            peak.append(pmax.numpy()[slice_of])
+            k = o.z.flatten(1).argmax(1).numpy()  # [T']
+            cells.append(np.stack([k // side, k % side], 1)[slice_of])
         result.gaze = per_frame(gz)
         result.gaze_peak = per_frame(peak)
         result.cells = per_frame(cells)
-    if all(getattr(o, "attention", None) is not None for o in outputs):
-        att = per_frame([grid_to_frames(o.attention[0].detach().float().cpu(), frames, size)
-                         for o in outputs])
+    if all(o.attention is not None for o in outputs):
+        att = per_frame([grid_to_frames(o.attention, frames, size) for o in outputs])
         result.attention = normalize_maps(torch.from_numpy(att)[None], norm)[0].numpy()
     if cams:
-        cam_frames = per_frame([c.cpu().numpy() for c in cams])
-        result.cam = normalize_maps(torch.from_numpy(cam_frames)[None], norm)[0].numpy()
+        result.cam = normalize_maps(torch.from_numpy(per_frame(cams))[None], norm)[0].numpy()
     return result
 
 
