@@ -86,9 +86,10 @@ def test_analysis_is_consistent_across_passes(tiny_model) -> None:
     assert full.cells.shape == (20, 2) and full.cells.min() >= 0 and full.cells.max() < 2
     for maps in (full.cam, full.gaze, full.attention):
         assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
-    given = analyse_clip(tiny_model, clip, target=1, seed=3)
-    assert given.target == 1
-    no_gaze = analyse_clip(tiny_model, clip, gaze_mode="none", gradcam=False)
+    one_window = clip.window(0, 16)
+    given = analyse_clip(tiny_model, one_window, target=1, seed=3)
+    assert given.target == 1 and given.cam.shape == (16, CROP, CROP)
+    no_gaze = analyse_clip(tiny_model, one_window, gaze_mode="none", gradcam=False)
     assert no_gaze.gaze is None and no_gaze.cells is None and no_gaze.attention is not None
     with pytest.raises(ValueError, match="flow"):
         analyse_clip(tiny_model, Clip(rgb=clip.rgb), gradcam=False)
