@@ -25,9 +25,20 @@ def tiny() -> ga.GazeAttentionNet:
     return ga.build_model("tiny", num_classes=5)
 
 
+def test_bn_momentum_option() -> None:
+    m = ga.build_model("tiny", num_classes=3)
+    bns = [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm3d)]
+    assert bns and all(b.momentum == 0.1 and b.eps == 1e-3 for b in bns)
+    assert all(
+        b.momentum == 0.01
+        for b in ga.build_model("tiny", num_classes=3, bn_momentum=0.01).modules()
+        if isinstance(b, torch.nn.BatchNorm3d)
+    )
+
+
 def test_grid_is_derived_from_the_input_size() -> None:
     assert ga.PRESETS["paper"].grid == (3, 7)
-    assert ga.PRESETS["tiny"].grid == (2, 4)
+    assert ga.PRESETS["tiny"].grid == (3, 4)
     assert output_grid(24, 224, 224) == (3, 7, 7)
     m = ga.build_model("tiny", num_classes=3, frames=8, crop=96)
     assert m.grid == (1, 3)
@@ -98,7 +109,7 @@ def test_bad_inputs_say_what_was_expected(tiny: ga.GazeAttentionNet) -> None:
     with pytest.raises(ValueError, match="pass flow"):
         tiny(rgb)
     short_rgb, short_flow = _clip(tiny, frames=8)
-    with pytest.raises(ValueError, match="expected 16 frames of 112x112"):
+    with pytest.raises(ValueError, match="expected 24 frames of 112x112"):
         tiny(short_rgb, short_flow)
     with pytest.raises(ValueError, match="unknown gaze mode"):
         tiny(rgb, flow, gaze_mode="maybe")
@@ -115,7 +126,7 @@ def test_training_step_reaches_every_parameter(estimator: str) -> None:
     t, s = m.grid
     target = torch.zeros(3, t, s, s)
     target[:, :, 1, 2] = 1.0
-    valid = torch.tensor([[True, False], [True, True], [False, False]])
+    valid = torch.tensor([[True, False, True], [True, True, True], [False, False, False]])
     out = m(rgb, flow, gaze_mode=ga.losses.TRAIN_GAZE_MODE[estimator])
     losses = ga.losses.training_losses(
         out, labels, head=m.head, estimator=estimator, eps=1.0, gaze_target=target, gaze_valid=valid

@@ -139,7 +139,7 @@ def test_wrong_model_gives_a_key_report(tmp_path, shared_dir) -> None:
         ga.load_reference_checkpoint(tiny, attn=shared_dir / "reference" / "i3d_iga_best1_attn.pt")
     msg = str(info.value)
     assert "i3d_iga_best1_attn.pt" in msg
-    assert "wrong shape: fc.weight: checkpoint [147, 147], model [32, 32]" in msg
+    assert "wrong shape: fc.weight: checkpoint [147, 147], model [48, 48]" in msg
     assert "wrong shape: fc_f.weight: checkpoint [106, 1024, 1, 1, 1]" in msg
     # missing and unexpected keys are listed by name
     state = ga.to_reference_state_dicts(ga.build_model("tiny", num_classes=4))["gaze"]
