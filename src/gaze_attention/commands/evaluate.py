@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="paper", help="model preset of --reference-prefix (default paper)"
     )
+    parser.add_argument(
+        "--model-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model field of --reference-prefix differing from the preset, e.g. width=0.5 (repeatable)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--dense", dest="sparse", action="store_false", help="all windows (default)")
     mode.add_argument("--sparse", dest="sparse", action="store_true", help="at most 10 windows per clip")

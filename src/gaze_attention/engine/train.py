@@ -468,6 +468,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
 
     def validate(iteration: int) -> None:
         nonlocal best_score, best_ckpt
+        _sync_buffers(model, info)
         m = evaluate(
             model,
             data,
@@ -610,6 +611,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             f"continue with --resume {run_dir}",
             flush=True,
         )
+    _sync_buffers(model, info)
     barrier(info)
     if not info.is_main:
         last_ckpt = resolve_checkpoint(run_dir, prefer="last") if list_checkpoints(ckpt_dir) else None
@@ -628,6 +630,15 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         model=model,
         seen=seen,
     )
+
+
+def _sync_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Rank 0's BatchNorm statistics everywhere (DDP only broadcasts them at the next forward)."""
+    if info.distributed:
+        import torch.distributed as dist
+
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def _mean_over_ranks(info: DistInfo, values: torch.Tensor) -> list[float]:
