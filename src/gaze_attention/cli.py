@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "visualize": "gaze_attention.commands.visualize",
     "train": "gaze_attention.commands.train",
     "evaluate": "gaze_attention.commands.evaluate",
+    "predict": "gaze_attention.commands.predict",
 }
 
 

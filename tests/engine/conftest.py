@@ -15,13 +15,19 @@ TINY_MODEL = {"model.width": 0.125, "model.frames": 8, "model.crop": 64, "model.
 
 
 @pytest.fixture(scope="session")
-def prepared(tmp_path_factory) -> Path:
-    """3 classes x (4 train + 2 test) synthetic clips, prepared at 96x72 with DIS flow."""
-    raw = tmp_path_factory.mktemp("engine_raw")
+def raw(tmp_path_factory) -> Path:
+    """3 classes x (4 train + 2 test) synthetic clips in the raw EGTEA layout."""
+    root = tmp_path_factory.mktemp("engine_raw")
     make_synthetic_raw(
-        raw, num_classes=3, train_per_class=4, test_per_class=2, size=(96, 72), frames=(16, 30),
+        root, num_classes=3, train_per_class=4, test_per_class=2, size=(96, 72), frames=(16, 30),
         sessions=2, seed=1,
     )  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="session")
+def prepared(raw, tmp_path_factory) -> Path:
+    """`raw` prepared at 96x72 with DIS flow (read-only for tests)."""
     out = tmp_path_factory.mktemp("engine_prepared")
     result = prepare(raw, out, flow="dis", size=(96, 72), workers=1, progress=False)
     assert result.ok, result.summary()

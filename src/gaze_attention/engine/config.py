@@ -31,6 +31,7 @@ class ModelSpec:
     width: float | None = None
     use_flow: bool | None = None
     dropout: float | None = None
+    bn_momentum: float | None = None
 
     def overrides(self) -> dict[str, Any]:
         return {

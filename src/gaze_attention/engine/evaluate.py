@@ -47,6 +47,16 @@ def autocast_context(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+def model_memory_format(model: nn.Module) -> torch.memory_format:
+    """channels_last_3d when the model's Conv3d weights are in it (inputs should follow), else contiguous."""
+    for p in model.parameters():
+        if p.dim() == 5 and p.shape[1] > 1 and p.shape[2:].numel() > 1:
+            if not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last_3d):
+                return torch.channels_last_3d
+            return torch.contiguous_format
+    return torch.contiguous_format
+
+
 def _fixation_cells(points: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Fixation cell (row, col) per slice of one window, as training targets define it: [T', 2]."""
     from gaze_attention.data import gaze_targets
@@ -86,7 +96,7 @@ def evaluate(
     gaze_mode: str = "sample",
     batch_size: int = 8,
     precision: str = "fp32",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     device: torch.device | str | None = None,
     max_clips: int | None = None,
     workers: int = 0,
@@ -102,7 +112,8 @@ def evaluate(
     `ClipDataset`. gaze_mode: "sample" (one Gumbel-max draw per window, the reference),
     "argmax", "expected" or "none" (uniform gaze, for models trained without gaze).
     `max_clips` keeps an evenly spaced subset (for quick validation). The model's train/eval
-    mode is restored afterwards.
+    mode is restored afterwards. channels_last: input memory format (None: follow the model's
+    Conv3d weights).
     """
     from gaze_attention.data import ClipDataset, PreparedData
 
@@ -141,7 +152,10 @@ def evaluate(
 
     was_training = net.training
     net.eval()
-    memory = torch.channels_last_3d if channels_last else torch.contiguous_format
+    if channels_last is None:
+        memory = model_memory_format(net)
+    else:
+        memory = torch.channels_last_3d if channels_last else torch.contiguous_format
     generator = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + info.rank)
     sums: dict[int, torch.Tensor] = {}  # clip -> summed logits [C] (float64)
     counts: dict[int, int] = {}
