@@ -15,6 +15,7 @@ from gaze_attention import __version__
 
 # name -> module; the one registry of subcommands.
 COMMANDS: dict[str, str] = {
+    "demo": "gaze_attention.commands.demo",
     "prepare": "gaze_attention.commands.prepare",
     "synth": "gaze_attention.commands.synth",
     "visualize": "gaze_attention.commands.visualize",
