@@ -164,3 +164,17 @@ def test_paper_state_dict_matches_reference_manifest(shared_dir) -> None:
         shapes = {k: list(v.shape) for k, v in ours[part].items()}
         assert len(shapes) == count
         assert shapes == manifest[part]
+
+
+def test_bf16_weight_gradients_are_finite_with_two_slices() -> None:
+    """Guards the T = 2 workaround in Unit3D (torch 2.13 CPU bf16 Conv3d weight gradients)."""
+    torch.manual_seed(0)
+    m = ga.build_model("tiny", num_classes=4, frames=16, width=0.25).train()  # T' = 2, where it showed
+    for _ in range(3):
+        rgb, flow = _clip(m, batch=8)
+        m.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(rgb, flow)
+        out.logits.float().square().sum().backward()
+        bad = [n for n, p in m.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        assert not bad, bad

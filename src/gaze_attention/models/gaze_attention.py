@@ -63,11 +63,10 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # The paper: 24 frames at 224x224, full-width two-stream I3D, 106 EGTEA actions.
     "paper": ModelConfig(),
-    # CPU scale: 24 frames at 112x112 (T' = 3, S = 4), a quarter of the channels. BatchNorm
-    # statistics follow faster (momentum 0.1), since short runs never settle them at 0.01.
-    # T' = 3 rather than 2 also avoids a PyTorch 2.13 CPU bug: bf16 Conv3d weight gradients
-    # are intermittently non-finite when the temporal extent is 2.
-    "tiny": ModelConfig(frames=24, crop=112, width=0.25, dropout=0.5, bn_momentum=0.1),
+    # CPU scale: 24 frames at 112x112 (T' = 3, S = 4, as the paper's T' = 3), an eighth of
+    # the channels: 29 GFLOP for a training step of 8 clips against the paper's 454 per clip.
+    # BatchNorm statistics follow faster (momentum 0.1): short runs never settle them at 0.01.
+    "tiny": ModelConfig(frames=24, crop=112, width=0.125, dropout=0.5, bn_momentum=0.1),
 }
 
 

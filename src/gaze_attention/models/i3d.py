@@ -79,6 +79,12 @@ def _triple(v: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (v, v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
 
+def _lowp_cpu_t2(x: torch.Tensor, kernel_t: int) -> bool:
+    if x.device.type != "cpu" or x.shape[2] != 2 or kernel_t != 3:
+        return False
+    return x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
+
+
 class Unit3D(nn.Module):
     """Conv3d (no bias) + BatchNorm + ReLU with SAME padding."""
 
@@ -103,6 +109,13 @@ class Unit3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.static_pad:
             x = F.pad(x, _same_pad_5d(x.shape, self.kernel, self.stride))
+        elif _lowp_cpu_t2(x, self.kernel[0]):
+            # torch 2.13's CPU bf16/fp16 Conv3d returns garbage weight gradients (often inf) for
+            # a temporal kernel of 3 with its own padding over exactly 2 frames; padding first
+            # and convolving unpadded is the same arithmetic and correct.
+            pad = [p for k in self.kernel[::-1] for p in (k // 2, k // 2)]
+            x = F.conv3d(F.pad(x, pad), self.conv3d.weight, None, self.stride)
+            return F.relu(self.bn(x))
         return F.relu(self.bn(self.conv3d(x)))
 
 
