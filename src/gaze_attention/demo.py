@@ -36,7 +36,7 @@ class DemoPlan:
     size: tuple[int, int] = (170, 128)  # prepared frame size: a 112 crop leaves room to jitter
     estimators: tuple[str, ...] = ESTIMATOR_ORDER
     seeds: tuple[int, ...] = (0, 1, 2)
-    iters: int = 200
+    iters: int = 150
     batch_size: int = 8
     lr: float = 0.01
     kl_weight: float = 1.0

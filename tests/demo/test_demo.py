@@ -22,7 +22,7 @@ def test_plan_reuses_table_runs_for_the_curve() -> None:
     assert {r.per_class for r in curve} == {8, 20}
     assert len({r.name for r in runs}) == len(runs)
     schedule = plan.schedule()
-    assert schedule["optim.milestones"] == [89, 167]
+    assert schedule["optim.milestones"] == [67, 125]
     # eps reaches its floor half-way through training, as in the paper (51 %)
     from gaze_attention.estimators import eps_schedule
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="one seed, 4 classes, 40 iterations, no clips-per-class curve"
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
-    parser.add_argument("--iters", type=int, help="training iterations per run (default: 200; --quick: 40)")
+    parser.add_argument("--iters", type=int, help="training iterations per run (default: 150; --quick: 40)")
     parser.add_argument("--no-figure", action="store_true", help="skip the Grad-CAM++ figure")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
