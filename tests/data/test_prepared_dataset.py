@@ -55,3 +55,17 @@ def test_workers_are_seeded_distinctly_and_reproducibly(tmp_path, write_prepared
     assert a == _starts(loader(seed_worker)), "same generator seed must give the same windows"
     plain = _starts(loader(None))
     assert plain[0::2] == plain[1::2]  # what seed_worker prevents: copies of one RNG
+
+
+def test_forked_workers_do_not_hang_after_opencv_threads(tiny_prepared):
+    """OpenCV's thread pool, used in the parent, must not deadlock forked loader workers
+    (calling cv2.setNumThreads in a worker did)."""
+    import cv2
+
+    big = np.zeros((1024, 1360, 3), np.uint8)
+    for _ in range(10):
+        cv2.cvtColor(cv2.resize(big, (680, 512)), cv2.COLOR_BGR2GRAY)
+    data = PreparedData(tiny_prepared)
+    ds = ClipDataset(data, data.split(1, "train"), frames=24, crop=32, grid=(3, 4))
+    dl = DataLoader(ds, batch_size=2, num_workers=2, worker_init_fn=seed_worker, timeout=30)
+    assert sum(len(b["label"]) for b in dl) == len(ds)

@@ -24,9 +24,6 @@ from gaze_attention.data.begaze import FIXATION
 from gaze_attention.data.egtea import SplitEntry, build_vocabulary, find_split_files, read_split
 from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
 
-# Decoding runs in DataLoader workers; OpenCV's own thread pool would oversubscribe the cores.
-cv2.setNumThreads(1)
-
 
 class ClipRecord(NamedTuple):
     """One clip of a split: 0-based action label, verb, noun; frames on disk."""
@@ -156,10 +153,12 @@ class PreparedData:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
+    """[H, W, 3] RGB view of the BGR image (np.stack copies it; no cv2.cvtColor, which may
+    use OpenCV's thread pool)."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img[..., ::-1]
 
 
 def _read_grey(path: Path) -> np.ndarray:
@@ -273,6 +272,8 @@ def seed_worker(worker_id: int) -> None:
     torch gives each worker (and each epoch) a distinct `initial_seed`, derived from the
     DataLoader's generator, so augmentations differ across workers yet stay reproducible.
     """
+    # No cv2.setNumThreads here: in a forked worker whose parent has used OpenCV's thread
+    # pool it deadlocks. The loader only calls cv2.imread, which is single-threaded anyway.
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)  # noqa: NPY002 - libraries that use the global RNG need it too
     random.seed(seed)

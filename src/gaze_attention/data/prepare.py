@@ -540,15 +540,16 @@ def _load_done(out: Path, flow: str) -> dict[str, dict]:
 
 
 def _check_settings(out: Path, settings: dict) -> None:
+    """Refuse to mix clips prepared with different settings in one folder."""
     path = out / SETTINGS_FILE
-    if path.is_file():
+    manifest = out / "manifest.jsonl"
+    if path.is_file() and manifest.is_file() and manifest.stat().st_size > 0:
         old = json.loads(path.read_text())
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if diff:
             what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
             raise PrepareError(f"{out} was prepared with other settings ({what}); use a new output folder")
-    else:
-        path.write_text(json.dumps(settings, indent=1) + "\n")
+    path.write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def _copy_annotations(ann_dir: Path, dst: Path, splits: list[int]) -> None:
