@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gaze the attention head sees: sample (reference, default), argmax, expected, none "
         "(default none for models trained without gaze)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: 8 on a GPU; on a CPU about one 24x224x224 window's worth)",
+    )
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     parser.add_argument("--workers", type=int, default=2, help="clip-decoding worker processes")

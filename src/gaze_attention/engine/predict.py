@@ -19,7 +19,12 @@ import torch
 from torch import nn
 
 from gaze_attention.engine.checkpoint import unwrap
-from gaze_attention.engine.evaluate import autocast_context, model_memory_format, window_starts
+from gaze_attention.engine.evaluate import (
+    auto_batch_size,
+    autocast_context,
+    model_memory_format,
+    window_starts,
+)
 
 
 def _video_info(path: Path) -> tuple[int, int, float]:
@@ -61,7 +66,7 @@ def predict_video(
     top_k: int = 5,
     gaze_mode: str = "sample",
     sparse: bool = False,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     precision: str = "fp32",
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -102,6 +107,8 @@ def predict_video(
 
     dev = next(net.parameters()).device
     memory = model_memory_format(net)
+    if batch_size is None:
+        batch_size = auto_batch_size(cfg.frames, cfg.crop, dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
     starts = window_starts(x_rgb.shape[1], cfg.frames, sparse)
     was_training = net.training

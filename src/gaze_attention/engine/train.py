@@ -114,7 +114,10 @@ def subsample_per_class(records: list[Any], per_class: int | None, seed: int) ->
     return [r for i, r in enumerate(records) if i in keep]
 
 
-def _ignore_sigint(_: int) -> None:
+def _worker_init(worker_id: int) -> None:
+    from gaze_attention.data import seed_worker
+
+    seed_worker(worker_id)  # one OpenCV thread per worker; augmentation seeds come per draw anyway
     # Ctrl-C reaches the whole process group; workers must survive until the main process saved.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -414,7 +417,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         sampler=sampler,
         num_workers=workers,
         pin_memory=dev.type == "cuda",
-        worker_init_fn=_ignore_sigint if workers else None,
+        worker_init_fn=_worker_init if workers else None,
         persistent_workers=False,
         prefetch_factor=2 if workers else None,
         generator=torch.Generator(),  # keeps the global RNG (Gumbel noise, dropout) untouched
@@ -479,7 +482,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             records=val_records,
             sparse=True,
             gaze_mode=eval_gaze_mode(cfg),
-            batch_size=max(1, local_bs),
+            batch_size=None,
             precision=cfg.run.precision,
             channels_last=cfg.run.channels_last,
             device=dev,
