@@ -582,7 +582,8 @@ def prepare(
     dis, farneback, none. size: (width, height) of the stored frames. min_frames: shorter clips
     are extended (session frames around the clip when `videos/<session>.mp4` exists, else the
     edge frames repeated). annotations: folder of split lists to use instead of the raw one.
-    Finished clips of an earlier run (in `manifest.jsonl`) are skipped.
+    Finished clips of an earlier run (in `manifest.jsonl`) are skipped. With workers > 1 the
+    worker processes are spawned, so scripts must call this under `if __name__ == "__main__":`.
     """
     t0 = time.perf_counter()
     if flow not in FLOW_METHODS:
