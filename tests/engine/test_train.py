@@ -38,10 +38,16 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_continues_exactly(prepared, tmp_path, tiny_config):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_resume_continues_exactly(prepared, tmp_path, tiny_config, channels_last):
     # Dropout on and the direct estimator: Gumbel noise, dropout masks, crops and flips all
     # have to continue from the saved RNG states and data position.
-    over = {"model.dropout": 0.5, "optim.iters": 6, "optim.milestones": [4]}
+    over = {
+        "model.dropout": 0.5,
+        "optim.iters": 6,
+        "optim.milestones": [4],
+        "run.channels_last": channels_last,
+    }
     straight = train(tiny_config(prepared, tmp_path / "straight", **over), progress=False)
     part = train(
         tiny_config(prepared, tmp_path / "split", **dict(over, **{"optim.iters": 3})), progress=False

@@ -397,6 +397,11 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
     best_ckpt: Path | None = None
     if resume_state is not None:
         load_optimizer(optimizer, resume_dir, resume_state["optimizer"])
+        for p, st in optimizer.state.items():
+            # Buffers come back contiguous; give them their parameter's layout (channels_last_3d).
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape:
+                    st[k] = torch.empty_like(p).copy_(v)
         ranks = resume_state.get("rng", [])
         warn_world_change(len(ranks), info.world_size)
         if info.rank < len(ranks):
