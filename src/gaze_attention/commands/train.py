@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if result.interrupted:
         return 143 if result.stop_signal == "SIGTERM" else 130
-    if result.last_checkpoint is not None:
+    if result.rank == 0 and result.last_checkpoint is not None:
         print(f"done: {result.iteration} iterations; last checkpoint {result.last_checkpoint}")
         if result.best_checkpoint is not None:
             print(f"best checkpoint {result.best_checkpoint}")

@@ -81,6 +81,7 @@ class TrainResult:
     class_names: list[str] = field(default_factory=list)
     model: nn.Module | None = None  # the trained (unwrapped) model, on its training device
     seen: list[int] = field(default_factory=list)  # training-set indices this rank drew, in order
+    rank: int = 0  # this process's rank (only rank 0 wrote files)
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
@@ -375,6 +376,11 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
     memory = torch.channels_last_3d if cfg.run.channels_last else torch.contiguous_format
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last_3d)
+        # The classifier's 1x1x1 weight is used as a matrix; channels_last strides on it only
+        # make DDP's gradient buckets disagree with the gradient's layout.
+        with torch.no_grad():
+            w = model.head.fc_f.weight
+            w.data = torch.empty(w.shape, dtype=w.dtype, device=w.device).copy_(w.data)  # plain strides
     net: nn.Module = model
     if info.distributed:
         net = nn.parallel.DistributedDataParallel(
@@ -640,6 +646,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         class_names=list(data.classes),
         model=model,
         seen=seen,
+        rank=info.rank,
     )
 
 
