@@ -248,46 +248,6 @@ def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
     return load_reference_checkpoint(model, base, gaze, attn, rgb=i.rgb, flow=i.flow)
 
 
-def avoid_cpu_lowp_conv3d_t2(model: GazeAttentionNet, precision: str, device: torch.device) -> int:
-    """Work around wrong weight gradients of CPU bf16/fp16 Conv3d with T = 2 inputs.
-
-    torch 2.13 (oneDNN) on CPU returns garbage (often inf) weight gradients for a Conv3d with a
-    temporal kernel of 3 and its own temporal padding 1 when the input has exactly 2 frames,
-    under bf16 autocast; padding explicitly (F.pad, then an unpadded convolution) is correct.
-    The `tiny` preset (16 frames) meets T = 2 at Mixed_5. Units that see T = 2 are switched to
-    explicit padding: the same arithmetic, state dict unchanged. Returns the number switched.
-    """
-    from gaze_attention.models.i3d import Unit3D
-
-    if device.type != "cpu" or precision == "fp32":
-        return 0
-    seen: dict[Unit3D, int] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args: seen.__setitem__(mod, args[0].shape[2]))
-        for m in model.modules()
-        if isinstance(m, Unit3D) and m.static_pad and m.kernel[0] == 3
-    ]
-    cfg = model.config
-    try:
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, cfg.frames, cfg.crop, cfg.crop)
-            flow = torch.zeros(1, 2, cfg.frames, cfg.crop, cfg.crop) if cfg.use_flow else None
-            was = model.training
-            model.eval()
-            model.forward_features(probe, flow)
-            model.train(was)
-    finally:
-        for h in hooks:
-            h.remove()
-    switched = 0
-    for unit, t in seen.items():
-        if t == 2:
-            unit.static_pad = False
-            unit.conv3d.padding = (0, 0, 0)
-            switched += 1
-    return switched
-
-
 def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may draw from it
@@ -371,7 +331,6 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         loaded = _init_weights(model, cfg)
         if loaded and info.is_main:
             print(f"initialised {', '.join(loaded)} from the reference files", flush=True)
-    avoid_cpu_lowp_conv3d_t2(model, cfg.run.precision, dev)
     model.to(dev)
     memory = torch.channels_last_3d if cfg.run.channels_last else torch.contiguous_format
     if cfg.run.channels_last:
