@@ -118,7 +118,7 @@ def subsample_per_class(records: list[Any], per_class: int | None, seed: int) ->
 def _worker_init(worker_id: int) -> None:
     from gaze_attention.data import seed_worker
 
-    seed_worker(worker_id)  # one OpenCV thread per worker; augmentation seeds come per draw anyway
+    seed_worker(worker_id)  # augmentation seeds come per draw anyway; this seeds numpy and python
     # Ctrl-C reaches the whole process group; workers must survive until the main process saved.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
