@@ -416,7 +416,7 @@ def write_report(
         f"object), {plan.train_per_class} training and {plan.test_per_class} test clips per class, "
         "the handled object held by a visible hand among distractors, gaze mostly on it with "
         "saccades, blinks and noise. `tiny` network (24 frames, 112×112, T' = 3, S = 4, "
-        f"quarter width, two-stream with DIS flow), {plan.iters} iterations of batch {plan.batch_size}, "
+        f"an eighth of the channels, two-stream with DIS flow), {plan.iters} iterations of batch {plan.batch_size}, "
         f"seeds {list(plan.seeds)}. Test: all non-overlapping windows, centre crop, gaze = argmax of "
         "the predicted distribution (no recorded gaze at test time). Mean class accuracy counts "
         "classes present in the test split.",

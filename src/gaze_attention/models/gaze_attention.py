@@ -178,7 +178,9 @@ class AttentionHead(nn.Module):
             x = features.float().flatten(2)  # [B, C_f, N]
             n = x.shape[-1]
             w_cls = self.fc_f.weight.float().flatten(1)  # [C, C_f]
-            p = torch.matmul(w_cls, x)  # [B, C, N]: class scores of every position
+            # [B, C, N]: class scores of every position. One GEMM per sample reads x in place;
+            # a broadcast matmul would first copy x transposed (slower on CPU at B >= 2).
+            p = torch.stack([w_cls @ x_b for x_b in x])
             base = p.mean(-1) + self.fc_f.bias.float()  # [B, C]: residual term + bias
             w = self.fc.weight.float()  # [N_out, N_in]
             zf = z.float().flatten(1)  # [B, N]
