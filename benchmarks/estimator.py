@@ -85,7 +85,7 @@ def worker(method: str, batch: int, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     # The peak during the timed calls, over what was resident when they began.
-    extra = max(peak, peak_before) - before if peak > peak_before else 0
+    extra = max(0, peak - before) if peak > peak_before else 0
     return {"time_s": sorted(times)[len(times) // 2], "extra_bytes": extra, "grad": grad.tolist()}
 
 
