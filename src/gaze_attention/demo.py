@@ -40,6 +40,7 @@ class DemoPlan:
     batch_size: int = 8
     lr: float = 0.01
     kl_weight: float = 1.0
+    eps_min: float = 0.1
     precision: str = "fp32"
     curve_sizes: tuple[int, ...] = (8, 20, 40)  # training clips per class
     curve_seeds: tuple[int, ...] = (0, 1)
@@ -64,10 +65,10 @@ class DemoPlan:
 
         The paper decays the learning rate at 8000 and 15000 of 18000 iterations and its eps
         reaches 0.1 near iteration 9200 (51 %), updated 180 times. Here: the same fractions,
-        eps from 1000 to 0.1 by half-way, updated every iters/180 iterations (at least 1).
+        eps from 1000 to `eps_min` (0.1) by half-way, updated every iters/180 iterations (at least 1).
         """
         every = max(1, self.iters // 180)
-        rate = math.log(1000.0 / 0.1) / (0.5 * self.iters)
+        rate = math.log(1000.0 / self.eps_min) / (0.5 * self.iters)
         return {
             "optim.iters": self.iters,
             "optim.batch_size": self.batch_size,
@@ -76,7 +77,7 @@ class DemoPlan:
             "estimator.eps0": 1000.0,
             "estimator.eps_rate": rate,
             "estimator.eps_every": every,
-            "estimator.eps_min": 0.1,
+            "estimator.eps_min": self.eps_min,
             "estimator.kl_weight": self.kl_weight,
             "run.precision": self.precision,
         }
@@ -451,7 +452,7 @@ def write_report(
         f"1000·exp(−1e-3·i)) updated every 100 iterations, so eps reaches 0.1 at 51 % of training. "
         f"Run as is for {plan.iters} iterations, eps would stay near 1000 and direct optimization "
         f"would not act. The demo keeps the shape: lr {plan.lr} (SGD, momentum 0.9) ×0.1 at "
-        f"iterations {sched['optim.milestones']}, eps from 1000 to 0.1 by half-way (rate "
+        f"iterations {sched['optim.milestones']}, eps from 1000 to {plan.eps_min:g} by half-way (rate "
         f"{sched['estimator.eps_rate']:.4f}, updated every {sched['estimator.eps_every']} iterations), "
         f"KL weight {plan.kl_weight}. BatchNorm momentum is 0.1 in `tiny` (0.01 in `paper`), "
         "since short runs would never settle running statistics at 0.01.",
