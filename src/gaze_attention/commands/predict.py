@@ -15,13 +15,7 @@ import argparse
 import json
 import sys
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
+from gaze_attention.commands._args import frame_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--flow", choices=("dis", "farneback", "tvl1"), default="dis", help="optical flow method"
     )
-    parser.add_argument("--size", type=_size, default=None, help="prepared frame size WxH (default 340x256)")
+    parser.add_argument(
+        "--size", type=frame_size, default=None, help="prepared frame size WxH (default 340x256)"
+    )
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--gaze-mode", choices=("sample", "argmax", "expected", "none"), default=None)
     parser.add_argument("--sparse", action="store_true", help="at most 10 windows")

@@ -12,13 +12,7 @@ import argparse
 import os
 import sys
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return w, h
+from gaze_attention.commands._args import frame_size
 
 
 def _splits(text: str) -> list[int]:
@@ -38,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="tvl1",
         help="optical flow: tvl1 (paper, slow), dis / farneback (fast), none (RGB only)",
     )
-    parser.add_argument("--size", type=_size, default=(340, 256), help="WxH, default 340x256")
+    parser.add_argument("--size", type=frame_size, default=(340, 256), help="WxH, default 340x256")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
     )

@@ -23,19 +23,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gaze_attention.commands._args import frame_size
+
 # Kept literal so that `--help` does not import torch (see gaze_attention.viz.render.OVERLAYS).
 DEFAULT_OVERLAYS = "gaze,sample,recorded,attention,gradcam"
 REFERENCE_SUFFIXES = ("_base.pt", "_gaze.pt", "_attn.pt")
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 340x256, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return w, h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", action="append", metavar="MODULE",
                         help="Grad-CAM++ layer, repeatable; maps are summed (default: "
                              "backbone.model_rgb.Mixed_5c and backbone.model_flow.Mixed_5c)")
-    parser.add_argument("--size", type=_size, default=(340, 256),
+    parser.add_argument("--size", type=frame_size, default=(340, 256),
                         help="WxH a video is resized to before the centre crop (default "
                              "340x256, as `prepare` writes)")
     parser.add_argument("--num-classes", type=int, default=106,
