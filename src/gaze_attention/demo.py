@@ -38,7 +38,7 @@ class DemoPlan:
     seeds: tuple[int, ...] = (0, 1, 2)
     iters: int = 150
     batch_size: int = 8
-    lr: float = 0.01
+    lr: float = 0.005
     kl_weight: float = 1.0
     eps_min: float = 0.1
     precision: str = "fp32"

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
     parser.add_argument("--iters", type=int, help="training iterations per run (default: 150; --quick: 40)")
+    parser.add_argument("--lr", type=float, help="SGD learning rate (default: 0.005)")
     parser.add_argument("--no-figure", action="store_true", help="skip the Grad-CAM++ figure")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["seeds"] = tuple(args.seeds)
     if args.iters:
         overrides["iters"] = args.iters
+    if args.lr:
+        overrides["lr"] = args.lr
     if args.no_figure:
         overrides["figure"] = False
     command = (
