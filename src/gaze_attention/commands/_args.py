@@ -14,3 +14,15 @@ def frame_size(text: str) -> tuple[int, int]:
     if w < 1 or h < 1:
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return w, h
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """--batch-size, --precision and --device, as `evaluate` and `predict` take them."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: 8 on a GPU; on a CPU about one 24x224x224 window's worth)",
+    )
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from gaze_attention.commands._args import add_inference_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="prepared data folder")
@@ -48,14 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gaze the attention head sees: sample (reference, default), argmax, expected, none "
         "(default none for models trained without gaze)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="windows per forward pass (default: 8 on a GPU; on a CPU about one 24x224x224 window's worth)",
-    )
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    add_inference_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="clip-decoding worker processes")
     parser.add_argument("--max-clips", type=int, default=None, help="evaluate an evenly spaced subset")
     parser.add_argument("--seed", type=int, default=0, help="seed of the gaze samples")

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from gaze_attention.commands._args import frame_size
+from gaze_attention.commands._args import add_inference_arguments, frame_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,14 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--gaze-mode", choices=("sample", "argmax", "expected", "none"), default=None)
     parser.add_argument("--sparse", action="store_true", help="at most 10 windows")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="windows per forward pass (default: 8 on a GPU; on a CPU about one 24x224x224 window's worth)",
-    )
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    add_inference_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
