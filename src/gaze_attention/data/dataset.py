@@ -8,7 +8,6 @@ made with dense_flow, plus split lists) where frames are counted from the folder
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import warnings
@@ -21,7 +20,13 @@ import torch
 from torch.utils.data import Dataset
 
 from gaze_attention.data.begaze import FIXATION
-from gaze_attention.data.egtea import SplitEntry, build_vocabulary, find_split_files, read_split
+from gaze_attention.data.egtea import (
+    SplitEntry,
+    build_vocabulary,
+    find_split_files,
+    read_manifest,
+    read_split,
+)
 from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
 
 
@@ -44,19 +49,6 @@ def _count_jpgs(folder: Path) -> int:
         return 0
 
 
-def _read_manifest(path: Path) -> dict[str, dict]:
-    """Manifest records by clip; an unparsable line (a killed writer) is ignored."""
-    records: dict[str, dict] = {}
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-                records[rec["clip"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return records
 
 
 class PreparedData:
@@ -90,7 +82,7 @@ class PreparedData:
         self.nouns: list[str] = vocab.nouns
         self.verb_of: list[int] = vocab.verb_of
         self.noun_of: list[int] = vocab.noun_of
-        self.manifest = _read_manifest(self.root / "manifest.jsonl")
+        self.manifest = read_manifest(self.root / "manifest.jsonl")
         self.has_flow = (self.root / "images_flow").is_dir()
         self.missing: dict[tuple[int, str], list[str]] = {}
         self._counts: dict[str, tuple[int, int | None]] = {}

@@ -5,6 +5,7 @@ Files use 1-based ids; everything returned here is 0-based (label = action id - 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +185,18 @@ def build_vocabulary(ann_dir: str | Path, entries: list[SplitEntry] | None = Non
                 noun_of[a] = noun_id.get(first_noun, -1)
                 break
     return Vocabulary(actions, verbs, nouns, verb_of, noun_of)
+
+
+def read_manifest(path: Path) -> dict[str, dict]:
+    """`manifest.jsonl` of prepared data, by clip; an unparsable line (a killed writer) is ignored."""
+    records: dict[str, dict] = {}
+    if not path.is_file():
+        return records
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+                records[rec["clip"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records

@@ -46,6 +46,7 @@ from gaze_attention.data.egtea import (
     build_vocabulary,
     find_split_files,
     parse_clip_name,
+    read_manifest,
     read_split,
 )
 from gaze_attention.data.flow import FLOW_METHODS, FlowComputer
@@ -523,20 +524,12 @@ def _read_gaze_safe(args: tuple) -> SessionGaze | str:
 
 
 def _load_done(out: Path, flow: str) -> dict[str, dict]:
-    done: dict[str, dict] = {}
-    path = out / "manifest.jsonl"
-    if not path.is_file():
-        return done
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-                name = rec["clip"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a killed run: that clip is redone
-            if all(p.exists() for p in _outputs(out, name, flow)):
-                done[name] = rec
-    return done
+    # A line cut short by a killed run is skipped by read_manifest: that clip is redone.
+    return {
+        name: rec
+        for name, rec in read_manifest(out / "manifest.jsonl").items()
+        if all(p.exists() for p in _outputs(out, name, flow))
+    }
 
 
 def _check_settings(out: Path, settings: dict) -> None:
