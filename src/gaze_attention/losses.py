@@ -49,7 +49,11 @@ def training_losses(
     gaze_valid: torch.Tensor | None = None,
     kl_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
-    """Loss terms for one batch: dict(total, ce, kl, do), each a scalar tensor.
+    """Loss terms for one batch: dict(total, ce, kl, do, flip), each a scalar tensor.
+
+    `flip` is the fraction of slices where direct optimization's z_eps differs from z, i.e.
+    where its gradient is non-zero (0 for the other estimators): when it stays at 0, L_do
+    does nothing and only the KL term trains the gaze head.
 
     `out` must come from a forward pass in `TRAIN_GAZE_MODE[estimator]`; `head` is the
     model's attention head (used by direct optimization for the candidate losses, which are
@@ -63,11 +67,13 @@ def training_losses(
     if out.gaze_logits is not None and gaze_target is not None and gaze_valid is not None:
         kl = gaze_kl_loss(out.gaze_logits, gaze_target, gaze_valid)
     do = zero
+    flip = zero
     if estimator == "direct":
         if out.perturbed is None:
             raise ValueError("direct optimization needs a Gumbel-max sample: forward with gaze_mode='sample'")
         with torch.no_grad():
             cand = head.candidate_losses(out.z, out.features, labels)  # [B, T', K]
             grad = direct_optimization_grad(out.perturbed, out.z, cand, eps)
+            flip = grad.flatten(2).ne(0).any(-1).float().mean()
         do = direct_optimization_loss(out.perturbed, grad)
-    return {"total": ce + kl_weight * kl + do, "ce": ce, "kl": kl, "do": do}
+    return {"total": ce + kl_weight * kl + do, "ce": ce, "kl": kl, "do": do, "flip": flip}

@@ -1,59 +1,112 @@
-"""The demo end to end in its --quick form (the project's main job on a fresh machine)."""
+"""The demo: its run plan, paired statistics, and the quick demo end to end (the project's
+main job on a fresh machine)."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
 from PIL import Image
 
-from gaze_attention.demo import ESTIMATOR_ORDER, DemoPlan, plan_runs, run_demo, summarise
+from gaze_attention.demo import (
+    DemoPlan,
+    paired_interval,
+    plan_runs,
+    pretrain_pairs,
+    run_demo,
+    summarise,
+    t975,
+    verdict,
+)
 
 
-def test_plan_reuses_table_runs_for_the_curve() -> None:
+def test_full_plan_has_paired_seeds_at_three_sizes() -> None:
     plan = DemoPlan()
     runs = plan_runs(plan)
-    table = [r for r in runs if r.part == "table"]
-    curve = [r for r in runs if r.part == "curve"]
-    assert len(table) == 4 * 3
-    # the largest curve size is the table's training set: only the smaller sizes add runs
-    assert len(curve) == 2 * 2 * 2
-    assert {r.per_class for r in curve} == {8, 20}
+    assert len(plan.seeds) >= 5 and len(plan.sizes) >= 3
     assert len({r.name for r in runs}) == len(runs)
-    schedule = plan.schedule()
-    assert schedule["optim.milestones"] == [67, 125]
-    # eps reaches its floor half-way through training, as in the paper (51 %)
-    from gaze_attention.estimators import eps_schedule
-
-    e = [
-        eps_schedule(i, 1000.0, schedule["estimator.eps_rate"], schedule["estimator.eps_every"], 0.1)
-        for i in range(plan.iters)
-    ]
-    assert e[0] == 1000.0 and e[plan.iters // 2 + 1] == pytest.approx(0.1, rel=0.05) and e[-1] == 0.1
+    for n in plan.sizes:
+        for arm in ("none", "gumbel_softmax", "direct"):
+            assert sorted(r.seed for r in runs if r.estimator == arm and r.per_class == n) == list(plan.seeds)
+    st = [r for r in runs if r.estimator == "straight_through"]
+    assert {r.per_class for r in st} == {max(plan.sizes)} and len(st) == len(plan.seeds)
+    assert len(runs) == 3 * len(plan.sizes) * len(plan.seeds) + len(plan.seeds)
 
 
-def test_summary_mean_and_std_over_seeds() -> None:
-    plan = DemoPlan(estimators=("none", "direct"), seeds=(0, 1), curve_sizes=())
+def test_finetune_schedule_keeps_direct_optimization_alive_to_the_end() -> None:
+    from gaze_attention.engine.config import load_config
+    from gaze_attention.engine.train import eps_at
+
+    plan = DemoPlan()
+    cfg = load_config("tiny", plan.finetune_overrides())
+    eps = [eps_at(cfg, i) for i in range(plan.iters)]
+    assert eps[0] == 1000.0 and all(a > b for a, b in zip(eps, eps[1:]))  # falls every iteration
+    assert eps[-1] > plan.eps_min  # reaches its floor only at the very end
+    assert cfg.optim.milestones == (round(plan.iters * 8 / 18), round(plan.iters * 15 / 18))
+
+
+def test_pretraining_classes_are_disjoint_from_the_demo_classes() -> None:
+    from gaze_attention.data.synthetic import class_pairs
+
+    for classes in (4, 6):
+        pre = pretrain_pairs(classes)
+        mine = class_pairs(classes)
+        assert not set(pre) & set(mine)
+        assert not {n for _, n in pre} & {n for _, n in mine}  # other objects altogether
+        assert len(pre) >= 12
+
+
+def test_t_quantiles() -> None:
+    assert t975(1) == pytest.approx(12.706)
+    assert t975(4) == pytest.approx(2.776)
+    assert t975(30) == pytest.approx(2.042)
+    assert t975(60) == pytest.approx(2.000, abs=2e-3)
+    assert t975(1000) == pytest.approx(1.962, abs=2e-3)
+    assert math.isnan(t975(0))
+
+
+def test_paired_interval() -> None:
+    st = paired_interval([0.01, 0.02, 0.03])
+    assert st["mean"] == pytest.approx(0.02)
+    half = 4.303 * 0.01 / math.sqrt(3)
+    assert st["low"] == pytest.approx(0.02 - half) and st["high"] == pytest.approx(0.02 + half)
+    assert st["n"] == 3
+    one = paired_interval([0.1])
+    assert one["mean"] == pytest.approx(0.1) and math.isnan(one["low"])
+
+
+def _row(e: str, n: int, s: int, acc: float) -> dict:
+    return {
+        "estimator": e,
+        "seed": s,
+        "per_class": n,
+        "mean_class_accuracy": acc,
+        "overall_accuracy": acc,
+        "gaze_within_one_cell": None if e == "none" else 0.5,
+        "gaze_exact_cell": None if e == "none" else 0.25,
+    }
+
+
+def test_summary_pairs_arms_seed_by_seed() -> None:
+    plan = DemoPlan(sizes=(4, 10), seeds=(0, 1, 2), largest_only=())
     rows = []
-    for e, accs in (("none", (0.5, 0.7)), ("direct", (0.6, 0.6))):
-        for s, a in zip(plan.seeds, accs):
-            rows.append(
-                {
-                    "estimator": e,
-                    "seed": s,
-                    "per_class": plan.train_per_class,
-                    "mean_class_accuracy": a,
-                    "overall_accuracy": a,
-                    "gaze_within_one_cell": None if e == "none" else 0.5,
-                    "gaze_exact_cell": None if e == "none" else 0.25,
-                }
-            )
-    table = summarise(rows, plan)["table"]
-    assert table["none"]["mean_class_accuracy"]["mean"] == pytest.approx(0.6)
-    assert table["none"]["mean_class_accuracy"]["std"] == pytest.approx(0.1414, abs=1e-3)
-    assert table["direct"]["mean_class_accuracy"]["std"] == 0.0
-    assert table["none"]["gaze_exact_cell"]["n"] == 0
+    # seed effects far larger than the arm effect: only a paired comparison sees +5 points
+    for s, base in zip(plan.seeds, (0.3, 0.6, 0.9)):
+        for n in plan.sizes:
+            rows += [_row("none", n, s, base), _row("direct", n, s, base + 0.05), _row("gumbel_softmax", n, s, base)]
+    rows = [r for r in rows if not (r["estimator"] == "none" and r["per_class"] == 10 and r["seed"] == 2)]
+    summary = summarise(rows, plan)
+    dn = summary["paired"]["direct - none"]
+    assert dn["4"]["mean"] == pytest.approx(0.05) and dn["4"]["n"] == 3
+    assert dn["4"]["low"] == pytest.approx(0.05) and dn["4"]["high"] == pytest.approx(0.05)  # no spread
+    assert dn["10"]["n"] == 2  # the seed without a `none` run has no pair
+    assert dn["pooled"]["n"] == 5
+    assert summary["table"]["4"]["none"]["mean_class_accuracy"]["std"] == pytest.approx(0.3)
+    assert summary["table"]["4"]["none"]["gaze_exact_cell"]["n"] == 0
+    lines = verdict(summary)
+    assert any("direct - none at 4 clips per class: +5.0 points, better" in line for line in lines)
 
 
 @pytest.mark.slow
@@ -61,21 +114,41 @@ def test_quick_demo_end_to_end(tmp_path) -> None:
     t0 = time.perf_counter()
     result = run_demo(tmp_path / "demo", quick=True, progress=False)
     first = time.perf_counter() - t0
+    plan = DemoPlan.quick()
     report = result.report.parent
-    for name in ("README.md", "results.json", "accuracy.png", "training_curves.png", "gradcam.png"):
+    for name in ("README.md", "results.json", "accuracy.png", "paired_differences.png",
+                 "training_curves.png", "gradcam.png"):  # fmt: skip
         assert (report / name).is_file(), name
     payload = json.loads((report / "results.json").read_text())
-    assert [r["estimator"] for r in payload["runs"]] == list(ESTIMATOR_ORDER)
-    for run in payload["runs"]:
-        assert 0.0 <= run["mean_class_accuracy"] <= 1.0
-        assert run["train_seconds"] > 0
-    assert payload["runs"][0]["gaze_exact_cell"] is None  # `none` predicts no gaze
-    assert payload["runs"][-1]["gaze_exact_cell"] is not None
-    assert set(payload["bias"]) == {"direct", "gumbel_softmax", "straight_through"}
+    assert [(r["estimator"], r["per_class"], r["seed"]) for r in payload["runs"]] == [
+        (r.estimator, r.per_class, r.seed) for r in plan_runs(plan)
+    ]
+    # the pre-trained backbone exists and every run started from it
+    assert (tmp_path / "demo" / "pretrain" / "backbone_base.pt").is_file()
+    assert payload["finetune"]["estimator.eps_end"] == 1.0
+    paired = payload["summary"]["paired"]
+    assert set(paired) == {"direct - none", "direct - gumbel_softmax"}
+    for comp in paired.values():
+        assert comp["pooled"]["n"] == len(plan.sizes) * len(plan.seeds)
+        assert comp["pooled"]["low"] <= comp["pooled"]["mean"] <= comp["pooled"]["high"]
+    runs = {(r["estimator"], r["per_class"], r["seed"]): r for r in payload["runs"]}
+    for (e, n, s), r in runs.items():
+        if e == "none":
+            assert r["gaze_exact_cell"] is None  # `none` predicts no gaze
+        else:
+            assert 0.0 <= r["gaze_exact_cell"] <= r["gaze_within_one_cell"] <= 1.0
+        d = paired["direct - none"][str(n)]
+        if e == "direct":
+            assert r["mean_class_accuracy"] - runs[("none", n, s)]["mean_class_accuracy"] == pytest.approx(
+                d["diffs"][plan.seeds.index(s)]
+            )
+    # direct optimization's activity was logged for every direct run
+    act = payload["direct_activity"]
+    assert act["runs"] == len(plan.sizes) * len(plan.seeds) and len(act["flip"]) == len(act["iteration"])
+    assert max(act["flip"]) > 0
     md = result.report.read_text()
-    for e in ESTIMATOR_ORDER:
-        assert f"| {e} |" in md
-    with Image.open(report / "accuracy.png") as im:
+    assert "| all sizes |" in md and "95 %" in md and "z_eps" in md
+    with Image.open(report / "paired_differences.png") as im:
         assert im.size[0] > 300
     # a rerun finds every run done and only rewrites the report
     t1 = time.perf_counter()

@@ -58,8 +58,14 @@ class PreparedData:
     `annotations` (default `root/annotations`, else `root` itself).
     """
 
-    def __init__(self, root: str | Path, annotations: str | Path | None = None) -> None:
+    def __init__(
+        self, root: str | Path, annotations: str | Path | None = None, cache: bool = False
+    ) -> None:
         self.root = Path(root)
+        # cache=True keeps every decoded JPEG in memory (uint8): for many short runs over one
+        # small set, as the demo does; about 110 kB per 170x128 frame with its flow.
+        self.cache = cache
+        self._images: dict[tuple[Path, bool], np.ndarray] = {}
         if not (self.root / "images_rgb").is_dir():
             raise FileNotFoundError(f"{self.root}: no images_rgb/ folder (run `prepare` first)")
         if annotations is None:
@@ -131,6 +137,16 @@ class PreparedData:
                 stacklevel=2,
             )
         return records
+
+    def image(self, path: Path, grey: bool = False) -> np.ndarray:
+        """A prepared frame: [H, W, 3] RGB, or [H, W] for a flow component (`grey`)."""
+        key = (path, grey)
+        img = self._images.get(key)
+        if img is None:
+            img = _read_grey(path) if grey else _read_rgb(path)
+            if self.cache:
+                self._images[key] = img
+        return img
 
     def gaze(self, clip: str, num_frames: int) -> np.ndarray:
         """[num_frames, 3] x, y, event; nan/0 rows where the clip has no gaze file or rows."""
@@ -207,14 +223,15 @@ class ClipDataset(Dataset):
     def _load(self, rec: ClipRecord, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         root = self.data.root
         rgb_dir = root / "images_rgb" / rec.name
-        rgb = np.stack([_read_rgb(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [T, H, W, 3]
+        rgb = np.stack([self.data.image(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [T, H, W, 3]
         flow = None
         if self.use_flow:
             last = (rec.flow_frames or rec.num_frames) - 1
             fdir = root / "images_flow" / rec.name
             fidx = np.minimum(idx, last)  # dense_flow output has one flow frame fewer
             flow = np.stack(
-                [np.stack([_read_grey(fdir / c / f"{i + 1:04d}.jpg") for c in ("u", "v")], -1) for i in fidx]
+                [np.stack([self.data.image(fdir / c / f"{i + 1:04d}.jpg", grey=True) for c in ("u", "v")], -1)
+                 for i in fidx]
             )  # [T, H, W, 2]
         return rgb, flow
 

@@ -363,12 +363,15 @@ def make_synthetic_raw(
     gaze_noise: float = 0.015,
     p_look_handled: float = 0.75,
     blink_rate: float = 0.3,
+    pairs: list[tuple[int, int]] | None = None,
 ) -> SyntheticSummary:
     """Write a synthetic raw EGTEA-layout data set to `out_dir` (see module docstring).
 
     size: (width, height), both even. frames: inclusive clip-length range. sessions: number of
     recordings (at least 2, alternating 7- and 26-column BeGaze layouts; odd ones with CRLF).
     p_look_handled: share of fixations on the handled object. blink_rate: blinks per second.
+    pairs: the (verb, noun) indices of the classes (default `class_pairs(num_classes)`), e.g. a
+    label set disjoint from another set's, for pre-training on other actions of the same world.
     """
     w, h = size
     if w % 2 or h % 2:
@@ -377,7 +380,12 @@ def make_synthetic_raw(
         raise ValueError(f"bad clip-length range {frames}")
     rng = np.random.default_rng(seed)
     root = Path(out_dir)
-    pairs = class_pairs(num_classes)
+    if pairs is None:
+        pairs = class_pairs(num_classes)
+    pairs = [(int(v), int(n)) for v, n in pairs]
+    if len(set(pairs)) != len(pairs) or not all(0 <= v < len(VERBS) and 0 <= n < len(NOUNS) for v, n in pairs):
+        raise ValueError(f"pairs must be distinct (verb < {len(VERBS)}, noun < {len(NOUNS)}) indices, got {pairs}")
+    num_classes = len(pairs)
     verbs_in_use = max(v for v, _ in pairs) + 1
     nouns_in_use = max(n for _, n in pairs) + 1
     sessions = max(2, sessions)

@@ -22,6 +22,7 @@ __all__ = [
     "decode_flow",
     "encode_flow",
     "fit_short_side",
+    "view_short_side",
     "gaze_targets",
     "to_unit_range",
 ]
@@ -84,14 +85,29 @@ class CropFlip:
         return out
 
 
+def view_short_side(crop: int) -> int:
+    """Largest short side a `crop` is taken from: the paper crops 224 from 256 (340x256 frames)."""
+    return round(crop * 256 / 224)
+
+
 def fit_short_side(frames: np.ndarray, size: int) -> np.ndarray:
-    """Upscale [T, H, W, C] so that min(H, W) >= size (frames smaller than the crop)."""
+    """Scale [T, H, W, C] so that a `size` crop sees what the paper's 224 crop of 340x256 sees.
+
+    Frames smaller than the crop are upscaled to it; frames whose short side exceeds
+    `view_short_side(size)` are downscaled to it (a 112 crop of 340x256 frames would otherwise
+    see a third of the width). Frames in between, the paper's own 340x256 for 224, are kept.
+    """
     t, h, w, c = frames.shape
-    if min(h, w) >= size:
+    short = min(h, w)
+    if short < size:
+        target, interp = size, cv2.INTER_LINEAR
+    elif short > view_short_side(size):
+        target, interp = view_short_side(size), cv2.INTER_AREA
+    else:
         return frames
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    out = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR) for f in frames])
+    s = target / short
+    nh, nw = max(target, round(h * s)), max(target, round(w * s))
+    out = np.stack([cv2.resize(f, (nw, nh), interpolation=interp) for f in frames])
     return out.reshape(t, nh, nw, c)
 
 

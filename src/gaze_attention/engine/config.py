@@ -64,6 +64,7 @@ class OptimSpec:
     iters: int = 18000
     clip_grad: float | None = 20.0
     batch_size: int = 8  # global: divided over the processes of a distributed run
+    warmup: int = 0  # iterations of linear learning-rate warm-up from lr/warmup (0: none, the paper)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class EstimatorSpec:
     eps_rate: float = 1e-3
     eps_every: int = 100
     eps_min: float = 0.1
+    # When set, eps decays log-linearly from eps0 to eps_min over this fraction of optim.iters
+    # (eps_rate is then derived from the run's length); null: the fixed eps_rate (the paper's).
+    eps_end: float | None = None
     kl_weight: float = 1.0
     tau: float = 1.0  # temperature of gumbel_softmax / straight_through
 
@@ -153,6 +157,10 @@ class TrainConfig:
             problems.append("optim.lr must be positive")
         if self.estimator.eps_min <= 0 or self.estimator.eps0 <= 0:
             problems.append("estimator eps0 and eps_min must be positive")
+        if self.estimator.eps_end is not None and not 0 < self.estimator.eps_end <= 1:
+            problems.append("estimator.eps_end must be in (0, 1] (a fraction of optim.iters)")
+        if self.optim.warmup < 0:
+            problems.append("optim.warmup must be >= 0")
         if self.estimator.eps_every < 1:
             problems.append("estimator.eps_every must be >= 1")
         if self.run.keep_last < 1:

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -59,7 +60,7 @@ from gaze_attention.estimators import eps_schedule
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
 
-SCALARS = ("loss", "ce", "kl", "do", "eps", "lr", "grad_norm", "it_per_s")
+SCALARS = ("loss", "ce", "kl", "do", "flip", "eps", "lr", "grad_norm", "it_per_s")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,14 +86,26 @@ class TrainResult:
 
 
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
-    """Step schedule: lr * gamma ** (number of milestones <= iteration)."""
+    """Step schedule: lr * gamma ** (number of milestones <= iteration), after a linear warm-up."""
     o = cfg.optim
-    return o.lr * o.gamma ** sum(iteration >= m for m in o.milestones)
+    lr = o.lr * o.gamma ** sum(iteration >= m for m in o.milestones)
+    if iteration < o.warmup:
+        lr *= (iteration + 1) / o.warmup
+    return lr
+
+
+def eps_rate(cfg: TrainConfig) -> float:
+    """The eps decay rate: the configured one, or the one reaching eps_min at `eps_end` of the run."""
+    e = cfg.estimator
+    if e.eps_end is None:
+        return e.eps_rate
+    span = max(1.0, e.eps_end * cfg.optim.iters)
+    return math.log(max(e.eps0 / e.eps_min, 1.0)) / span
 
 
 def eps_at(cfg: TrainConfig, iteration: int) -> float:
     e = cfg.estimator
-    return eps_schedule(iteration, e.eps0, e.eps_rate, e.eps_every, e.eps_min)
+    return eps_schedule(iteration, e.eps0, eps_rate(cfg), e.eps_every, e.eps_min)
 
 
 def eval_gaze_mode(cfg: TrainConfig) -> str:
@@ -246,6 +259,39 @@ def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
         gaze = gaze or f"{i.reference_prefix}_gaze.pt"
         attn = attn or f"{i.reference_prefix}_attn.pt"
     return load_reference_checkpoint(model, base, gaze, attn, rgb=i.rgb, flow=i.flow)
+
+
+class DivergenceWatch:
+    """Says, while a run goes on, when its training cross-entropy climbs far above chance.
+
+    A classifier that has learned nothing sits at ln(C); a window mean well above that (after
+    warm-up) means the weights are being pushed into confident wrong answers: almost always a
+    learning rate too high for the initialisation. Warns once per climb.
+    """
+
+    def __init__(self, num_classes: int, cfg: TrainConfig, margin: float = 1.0) -> None:
+        self.chance = math.log(max(num_classes, 2))
+        self.limit = self.chance + margin
+        self.cfg = cfg
+        self.raised = False
+
+    def check(self, row: dict[str, float]) -> str | None:
+        it, ce = int(row["iteration"]), float(row["ce"])
+        if it <= self.cfg.optim.warmup or not math.isfinite(ce):
+            return None
+        if ce <= self.chance:
+            self.raised = False
+            return None
+        if self.raised or ce <= self.limit:
+            return None
+        self.raised = True
+        o = self.cfg.optim
+        return (
+            f"warning: training cross-entropy {ce:.2f} at iteration {it} is far above ln({math.exp(self.chance):.0f})"
+            f" = {self.chance:.2f}, the loss of a model that predicts nothing: the run is diverging. "
+            f"Likely cause: learning rate {row['lr']:.3g} too high for this initialisation "
+            f"(from scratch, lower optim.lr, e.g. lr={o.lr / 4:.3g}, or lengthen optim.warmup, now {o.warmup})."
+        )
 
 
 def _seed_all(seed: int) -> None:
@@ -489,7 +535,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.optim.iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
-    sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, kl, do, grad_norm over the log window
+    sums = torch.zeros(6, dtype=torch.float64)  # loss, ce, kl, do, flip, grad_norm over the log window
+    watch = DivergenceWatch(data.num_classes, cfg)
     window_n, window_t = 0, time.perf_counter()
     model.train()
     try:
@@ -534,7 +581,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
                 scaler.update()
                 it += 1
 
-                terms = [total, losses["ce"], losses["kl"], losses["do"], grad_norm]
+                terms = [total, losses["ce"], losses["kl"], losses["do"], losses["flip"], grad_norm]
                 vals = torch.stack([t.detach().double().cpu() for t in terms])
                 sums += vals
                 window_n += 1
@@ -557,14 +604,18 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
                         "ce": mean[1],
                         "kl": mean[2],
                         "do": mean[3],
+                        "flip": mean[4],
                         "eps": eps,
                         "lr": lr,
-                        "grad_norm": mean[4],
+                        "grad_norm": mean[5],
                         "it_per_s": window_n / elapsed if elapsed > 0 else math.nan,
                         "time": time.time(),
                     }
                     history.append(row)
                     logger.train(row)
+                    alarm = watch.check(row)
+                    if alarm and info.is_main:
+                        print(alarm, file=sys.stderr, flush=True)
                     sums.zero_()
                     window_n, window_t = 0, time.perf_counter()
                 if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
