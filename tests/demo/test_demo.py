@@ -47,6 +47,15 @@ def test_finetune_schedule_keeps_direct_optimization_alive_to_the_end() -> None:
     assert cfg.optim.milestones == (round(plan.iters * 8 / 18), round(plan.iters * 15 / 18))
 
 
+def test_demo_fine_tunes_with_the_preset_defaults() -> None:
+    """The demo's fine-tuning runs are what `train --preset tiny-finetune` does."""
+    from gaze_attention.engine.config import load_config
+
+    preset = load_config("tiny-finetune")
+    demo = load_config("tiny-finetune", DemoPlan().finetune_overrides())
+    assert demo == preset
+
+
 def test_pretraining_classes_are_disjoint_from_the_demo_classes() -> None:
     from gaze_attention.data.synthetic import class_pairs
 

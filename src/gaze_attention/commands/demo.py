@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", help="training clips per class (default: 4 10 30; --quick: 4 12)"
     )
-    parser.add_argument("--iters", type=int, help="fine-tuning iterations per run (default: 60; --quick: 20)")
+    parser.add_argument("--iters", type=int, help="fine-tuning iterations per run (default: 40; --quick: 20)")
     parser.add_argument("--lr", type=float, help="fine-tuning SGD learning rate (default: 0.01)")
     parser.add_argument(
         "--no-pretrain", action="store_true", help="train every arm from scratch instead of the pre-trained backbone"
