@@ -92,14 +92,14 @@ class DemoPlan:
         return cls(
             classes=4,
             sizes=(4, 12),
-            test_per_class=6,
+            test_per_class=5,
             largest_only=(),
             seeds=(0, 1),
-            iters=20,
+            iters=16,
             warmup=2,
             pretrain_per_class=3,
-            pretrain_iters=40,
-            bias_draws=20_000,
+            pretrain_iters=30,
+            bias_draws=10_000,
         )
 
     @property

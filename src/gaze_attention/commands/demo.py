@@ -21,13 +21,13 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
     parser.add_argument(
-        "--quick", action="store_true", help="4 classes, 2 seeds, 2 sizes, 20 iterations: a check that it all runs"
+        "--quick", action="store_true", help="4 classes, 2 seeds, 2 sizes, 16 iterations: a check that it all runs"
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="paired training seeds (default: 0 1 2 3 4; --quick: 0 1)")
     parser.add_argument(
         "--sizes", type=int, nargs="+", help="training clips per class (default: 4 10 30; --quick: 4 12)"
     )
-    parser.add_argument("--iters", type=int, help="fine-tuning iterations per run (default: 40; --quick: 20)")
+    parser.add_argument("--iters", type=int, help="fine-tuning iterations per run (default: 40; --quick: 16)")
     parser.add_argument("--lr", type=float, help="fine-tuning SGD learning rate (default: 0.01)")
     parser.add_argument(
         "--no-pretrain", action="store_true", help="train every arm from scratch instead of the pre-trained backbone"
