@@ -44,6 +44,11 @@ def _tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
         "optim.iters": 6,
         "optim.milestones": [1000],
         "optim.lr": 0.01,
+        "optim.warmup": 0,
+        # A fixed eps rate, not one relative to optim.iters: tests compare runs of different
+        # lengths (a 3-iteration run resumed to 6 against a 6-iteration run), which must share
+        # their schedules, as the explicit milestones above make them share the lr's.
+        "estimator.eps_end": None,
         "run.precision": "fp32",
         "run.channels_last": False,
         "run.tensorboard": False,
