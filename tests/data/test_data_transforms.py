@@ -52,8 +52,11 @@ def test_gaze_targets_first_frame_of_each_slice():
     assert valid.tolist() == [True, True, True] and target[1, 2, 2] == 1
 
 
-def _dot_clip(rng, length=12, h=80, w=96):
-    """Dark frames (background brightness = 4 x frame index) with a bright dot at the gaze."""
+def _dot_clip(rng, length=12, h=72, w=96):
+    """Dark frames (background brightness = 4 x frame index) with a bright dot at the gaze.
+
+    72 px high: at most crop x 256/224 for the 64 crop, so the frames are not rescaled and the
+    dot stays a sharp 3x3 square (rescaling is tested in test_view_scale.py)."""
     rgb = np.zeros((length, h, w, 3), np.uint8)
     flow = np.full((length, h, w, 2), 128, np.uint8)
     flow[..., 0] = 200  # constant rightward u: a flip must turn it into 55

@@ -32,3 +32,15 @@ def test_fit_short_side(shape, crop, expected) -> None:
 def test_view_short_side() -> None:
     assert view_short_side(224) == 256
     assert view_short_side(112) == 128
+
+
+def test_scaling_keeps_normalised_positions() -> None:
+    """Gaze is stored normalised to the frame: a scaled frame must keep a point where it was."""
+    frames = np.zeros((1, 256, 340, 3), np.uint8)
+    px, py = 250, 70
+    frames[0, py - 3 : py + 4, px - 3 : px + 4] = 255  # a 7x7 bright square centred on (px, py)
+    out = fit_short_side(frames, 112)[0, ..., 0]  # [128, 170]
+    ys, xs = np.nonzero(out > 127)
+    h, w = out.shape
+    assert abs((xs.mean() + 0.5) / w - (px + 0.5) / 340) < 1 / w
+    assert abs((ys.mean() + 0.5) / h - (py + 0.5) / 256) < 1 / h
