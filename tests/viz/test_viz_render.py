@@ -52,10 +52,11 @@ def test_load_prepared_clip_maps_gaze_into_the_crop(prepared_clip: Path) -> None
     assert clip.rgb.shape == (3, 20, CROP, CROP) and clip.flow.shape == (2, 20, CROP, CROP)
     # Flow frame 19 does not exist (one fewer than RGB): it repeats frame 18.
     torch.testing.assert_close(clip.flow[:, 19], clip.flow[:, 18])
-    # 96x80 frames, centre crop 64 at (x0, y0) = (16, 8).
-    np.testing.assert_allclose(clip.gaze_point[0], [(24 - 16) / 64, (24 - 8) / 64])
+    # 96x80 frames are first scaled to 88x73 (a short side of 64 * 256/224, the paper's view for a
+    # 64 crop), then centre-cropped at (x0, y0) = (12, 4); the recorded point was pixel (24, 24).
+    np.testing.assert_allclose(clip.gaze_point[0], [(24 * 88 / 96 - 12) / 64, (24 * 73 / 80 - 4) / 64], rtol=1e-6)
     assert np.isnan(clip.gaze_point[10:15]).all()  # saccades are not fixations
-    np.testing.assert_allclose(clip.gaze_point[19], [0.5, 0.5])
+    np.testing.assert_allclose(clip.gaze_point[19], [0.5, (0.5 * 73 - 4) / 64])  # 73 rows: 4 above, 5 below
     same, _ = load_input(prepared_clip, crop=CROP, use_flow=True, start=3, max_frames=4)
     torch.testing.assert_close(same.rgb, clip.rgb[:, 3:7])
 
