@@ -305,3 +305,19 @@ def test_sigkill_of_prepare_takes_its_workers_with_it(tiny_raw, tmp_path):
         for k in kids:
             if _alive(k):
                 os.kill(k, signal.SIGKILL)
+
+
+def test_a_failed_frame_write_says_why(tiny_raw, tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".jpg") and "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    r = prepare(tiny_raw, tmp_path / "out", flow="none", size=TINY_SIZE, progress=False)
+    assert len(r.failed) == 9 and all("0001.jpg: the disk is full" in why for _, why in r.failed), r.failed

@@ -207,8 +207,18 @@ def _write_jpegs(folder: Path, images, quality: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     for i, img in enumerate(images):
-        if not cv2.imwrite(str(folder / f"{i + 1:04d}.jpg"), img, params):
-            raise ClipError(f"cannot write {folder / f'{i + 1:04d}.jpg'}")
+        path = folder / f"{i + 1:04d}.jpg"
+        # Encode here and write with Python: cv2.imwrite only returns False, this says why.
+        ok, buf = cv2.imencode(".jpg", img, params)
+        if not ok:
+            raise ClipError(f"cannot encode {path}")
+        try:
+            with open(path, "wb") as fh:
+                fh.write(buf)
+        except OSError as e:
+            from gaze_attention.errors import describe_os_error
+
+            raise ClipError(f"cannot write {describe_os_error(e)}") from None
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
