@@ -321,3 +321,18 @@ def test_a_failed_frame_write_says_why(tiny_raw, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", full_disk)
     r = prepare(tiny_raw, tmp_path / "out", flow="none", size=TINY_SIZE, progress=False)
     assert len(r.failed) == 9 and all("0001.jpg: the disk is full" in why for _, why in r.failed), r.failed
+
+
+def test_the_real_egtea_split_lists_pass_the_checks(shared_dir):
+    """The stricter checks must not refuse the released EGTEA Gaze+ lists (8299 + 2022 clips)."""
+    from gaze_attention.data.egtea import check_split_lists, find_split_files, read_split_checked
+
+    ann = shared_dir / "egtea"
+    files = find_split_files(ann)
+    lists, problems = {}, []
+    for n, parts in files.items():
+        for part, path in parts.items():
+            lists.setdefault(n, {})[part], bad = read_split_checked(path)
+            problems += bad
+    assert problems + check_split_lists(ann, files, lists) == []
+    assert sum(len(v) for v in lists[1].values()) == 8299 + 2022

@@ -102,6 +102,13 @@ def test_lock_names_the_holder_and_is_taken_over_after_it_dies(tmp_path):
     assert json.loads((run / LOCK_FILE).read_text())["pid"] == os.getpid()
     lock.release()
     assert not (run / LOCK_FILE).exists()
+    again = claim_run_folder(run, resume=True)
+    lock.release()  # a stale handle released twice leaves the new holder's lock alone
+    assert (run / LOCK_FILE).exists()
+    with pytest.raises(RunFolderError, match="in use"):
+        claim_run_folder(run, resume=True)
+    again.release()
+    assert not (run / LOCK_FILE).exists()
 
 
 def test_two_train_runs_into_one_folder(prepared, tmp_path, capsys, tiny_model_overrides):

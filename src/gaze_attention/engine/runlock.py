@@ -75,10 +75,12 @@ class RunLock:
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
         self._fd = fd
+        self._held = True
 
     def release(self) -> None:
-        if self._fd is None and not self.path.exists():
+        if not self._held:  # a second call must not remove a lock another process took since
             return
+        self._held = False
         try:
             # Unlink while still holding the lock: a waiter that opened the old file then finds
             # its inode gone from the path and retries (see `_acquire`).
