@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+import warnings
 
 from gaze_attention import __version__
 
@@ -49,17 +51,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Our warnings are messages for the user, not for a developer: no source location.
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. The one error boundary of the tool: an expected failure (bad input, I/O,
+    checkpoint, config; see `gaze_attention.errors`) prints `error: <message>` naming the file
+    or flag and returns 2; an unexpected exception keeps its traceback, is reported as a bug,
+    and returns 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0
+    from gaze_attention.errors import describe, expected_errors
+
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # `raise SystemExit("message")` in a command
+            print(f"error: {exc.code}", file=sys.stderr)
+            return 2
+        raise
+    except expected_errors() as exc:
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"\nThis is a bug in gaze-attention {__version__}, not a problem with your input: please "
+            "report it with the command line above and this traceback.",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

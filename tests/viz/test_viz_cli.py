@@ -64,14 +64,17 @@ def test_visualize_prepared_clip_mp4_and_png(tmp_path: Path, runs, prepared_clip
         assert im.size[0] == 120 + 3 * (3 * CROP + 3)
 
 
-def test_visualize_rejects_bad_options(tmp_path: Path, runs, small_video: Path) -> None:
+def test_visualize_rejects_bad_options(tmp_path: Path, runs, small_video: Path, capsys) -> None:
     gaze, _ = runs
     base = ["visualize", str(small_video), "--checkpoint", str(gaze)]
-    with pytest.raises(SystemExit, match="overlays"):
-        main([*base, "--out", str(tmp_path / "x.gif"), "--overlays", "gaze,halo"])
-    with pytest.raises(SystemExit, match=".gif, .mp4 or .png"):
-        main([*base, "--out", str(tmp_path / "x.avi")])
-    with pytest.raises(SystemExit, match="not a class"):
-        main([*base, "--out", str(tmp_path / "x.gif"), "--class", "juggle"])
-    with pytest.raises(SystemExit, match="no label"):
-        main([*base, "--out", str(tmp_path / "x.gif"), "--class", "label"])
+    # The CLI's error boundary turns each refusal into one `error:` line and exit status 2.
+    for extra, message in [
+        (["--out", str(tmp_path / "x.gif"), "--overlays", "gaze,halo"], "overlays"),
+        (["--out", str(tmp_path / "x.avi")], ".gif, .mp4 or .png"),
+        (["--out", str(tmp_path / "x.gif"), "--class", "juggle"], "not a class"),
+        (["--out", str(tmp_path / "x.gif"), "--class", "label"], "no label"),
+    ]:
+        capsys.readouterr()
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from gaze_attention.commands._args import add_inference_arguments
+from gaze_attention.commands._args import add_inference_arguments, non_negative_int, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default none for models trained without gaze)",
     )
     add_inference_arguments(parser)
-    parser.add_argument("--workers", type=int, default=2, help="clip-decoding worker processes")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate an evenly spaced subset")
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="clip-decoding worker processes")
+    parser.add_argument(
+        "--max-clips", type=positive_int, default=None, help="evaluate an evenly spaced subset"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the gaze samples")
     parser.add_argument("--json", metavar="FILE", help="write all metrics (and per-clip results) here")
     parser.add_argument(
@@ -71,6 +74,36 @@ def _model_overrides(items: list[str]) -> dict[str, object]:
             raise ValueError(f"--model-set {item!r} is not KEY=VALUE")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    """Atomically: a full disk or a kill never leaves a half-written metrics file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=1)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_confusion(path: str, metrics: dict, names: list[str]) -> None:
+    """The optional confusion-matrix PNG; a failure is a warning (the metrics are already out)."""
+    import numpy as np
+
+    from gaze_attention.engine.metrics import save_confusion_png
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        title = f"mean class accuracy {100 * metrics['mean_class_accuracy']:.1f}%"
+        save_confusion_png(np.asarray(metrics["confusion_matrix"]), path, names, title=title)
+    except OSError as exc:
+        from gaze_attention.errors import describe_os_error
+
+        print(f"warning: confusion matrix not written: {describe_os_error(exc)}", file=sys.stderr)
+        return
+    print(f"confusion matrix: {path}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,18 +183,16 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=args.seed,
             dist_info=info,
-            confusion_png=confusion,
+            confusion_png=None,  # written below, after the metrics
             progress=not args.no_progress,
         )
         if info.is_main:
             metrics = {**source, "data": args.data, "split": args.split, "part": args.part, **metrics}
             print(format_summary(metrics))
-            print(f"confusion matrix: {confusion}")
             if args.json:
-                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                with open(args.json, "w", encoding="utf-8") as fh:
-                    json.dump(metrics, fh, indent=1)
+                _write_json(Path(args.json), metrics)
                 print(f"metrics: {args.json}")
+            _write_confusion(confusion, metrics, data.classes)
         return 0
     finally:
         shutdown(info)

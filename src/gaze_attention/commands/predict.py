@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from gaze_attention.commands._args import add_inference_arguments, frame_size
+from gaze_attention.commands._args import add_inference_arguments, frame_size, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=frame_size, default=None, help="prepared frame size WxH (default 340x256)"
     )
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--top-k", type=positive_int, default=5)
     parser.add_argument("--gaze-mode", choices=("sample", "argmax", "expected", "none"), default=None)
     parser.add_argument("--sparse", action="store_true", help="at most 10 windows")
     add_inference_arguments(parser)

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from gaze_attention.commands._args import frame_size
+from gaze_attention.commands._args import frame_size, positive_int
 
 
 def _splits(text: str) -> list[int]:
@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=frame_size, default=(340, 256), help="WxH, default 340x256")
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
+        "--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: all cores)"
     )
-    parser.add_argument("--min-frames", type=int, default=24, help="extend shorter clips to this")
+    parser.add_argument("--min-frames", type=positive_int, default=24, help="extend shorter clips to this")
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument(
         "--annotations", default=None, help="folder of split lists to use instead of RAW_DIR's"

@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-base", metavar="PT", help="two-stream backbone init, e.g. i3d_both_base.pt")
     parser.add_argument("--resume", metavar="PATH", help="run folder or checkpoint to continue from")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a --out that holds an earlier run, deleting its checkpoints and logs "
+        "(without it, a non-empty --out is refused)",
+    )
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="any config key, e.g. optim.milestones=[4000,7000] or run.channels_last=false (repeatable)",
     )  # fmt: skip
@@ -81,7 +87,7 @@ def _run_dir_of(checkpoint: Path) -> Path:
 
 def build_config(args: argparse.Namespace):
     """The resolved TrainConfig of a command line."""
-    from gaze_attention.engine.checkpoint import read_state, resolve_checkpoint
+    from gaze_attention.engine.checkpoint import read_state, resolve_resume
     from gaze_attention.engine.config import TrainConfig, load_config
 
     overrides: dict[str, object] = {}
@@ -90,7 +96,7 @@ def build_config(args: argparse.Namespace):
         if value is not None:
             overrides[key] = value
     if args.resume:
-        ckpt = resolve_checkpoint(args.resume, prefer="last")
+        ckpt = resolve_resume(args.resume)
         if args.preset is None:
             base = TrainConfig.from_dict(read_state(ckpt)["config"])
         else:
@@ -109,7 +115,7 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from gaze_attention.engine.checkpoint import CheckpointError
+    from gaze_attention.engine.checkpoint import CheckpointError, NonFiniteWeightsError
     from gaze_attention.engine.train import NonFiniteLossError, train
 
     try:
@@ -121,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     try:
-        result = train(cfg, progress=not args.no_progress)
-    except NonFiniteLossError as exc:
+        result = train(cfg, progress=not args.no_progress, overwrite=args.overwrite)
+    except (NonFiniteLossError, NonFiniteWeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except (CheckpointError, FileNotFoundError) as exc:

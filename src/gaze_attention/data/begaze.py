@@ -12,6 +12,7 @@ session frame (normalised x, y, event code), averaging the samples that fall on 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,8 @@ def _parse_row(tokens: list[str]) -> tuple[int, float, float, int]:
         px, py = float(x), float(y)
     except ValueError:
         raise ValueError(f"coordinates {x!r}, {y!r} are not numbers") from None
+    if not (math.isfinite(px) and math.isfinite(py)):
+        raise ValueError(f"coordinates {x!r}, {y!r} are not finite")
     return frame, px, py, event
 
 
@@ -156,6 +159,25 @@ def aggregate_samples(
     return points.astype(np.float32), frame_event.astype(np.int8)
 
 
+def _decode_text(raw: bytes) -> str:
+    """Text of a BeGaze export: UTF-16 (with a byte-order mark, or detected by its zero bytes),
+    UTF-8 with or without a BOM, else Latin-1 (every byte decodes: a stray byte never fails)."""
+    import codecs
+
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", errors="replace")
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
+    head = raw[:4096]
+    if len(head) >= 4 and head.count(0) > len(head) // 4:  # ASCII text as UTF-16 without a BOM
+        even_zeros, odd_zeros = head[0::2].count(0), head[1::2].count(0)
+        return raw.decode("utf-16-le" if odd_zeros > even_zeros else "utf-16-be", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def read_begaze(
     path: str | Path,
     frame_size: tuple[int, int] = FRAME_SIZE,
@@ -169,8 +191,7 @@ def read_begaze(
     """
     path = Path(path)
     width, height = frame_size
-    with open(path, encoding="latin-1", newline=None) as fh:  # universal newlines: CRLF ok
-        lines = fh.read().split("\n")
+    lines = _decode_text(path.read_bytes()).replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
     declared = None
     header = None
@@ -267,6 +288,8 @@ def read_gaze_csv(path: str | Path, max_reported: int = _MAX_REPORTED) -> Sessio
                 if not 0 <= frame <= _MAX_FRAME:
                     raise ValueError(f"frame {frame} out of range")
                 x, y = float(parts[1]), float(parts[2])
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    raise ValueError(f"coordinates {parts[1]!r}, {parts[2]!r} are not finite")
                 event = _CSV_EVENTS.get(parts[3].lower() if len(parts) == 4 else "")
                 if event is None:
                     raise ValueError(f"unknown gaze type {parts[3]!r}")

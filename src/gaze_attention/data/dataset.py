@@ -49,8 +49,6 @@ def _count_jpgs(folder: Path) -> int:
         return 0
 
 
-
-
 class PreparedData:
     """A prepared data set: vocabulary, split lists and per-clip frame counts.
 
@@ -121,7 +119,8 @@ class PreparedData:
         if part not in ("train", "test"):
             raise ValueError(f"part must be 'train' or 'test', got {part!r}")
         if (number, part) not in self._entries:
-            raise KeyError(f"no {part}_split{number}.txt in {self.annotations}")
+            have = ", ".join(f"{q}_split{n}.txt" for n, q in sorted(self._entries)) or "none"
+            raise FileNotFoundError(f"no {part}_split{number}.txt in {self.annotations} (have {have})")
         records, missing = [], []
         for e in self._entries[(number, part)]:
             n, nf = self._frames(e.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FPS = 24
@@ -20,6 +20,41 @@ _SPLIT_FILE = re.compile(r"^(train|test)_split(\d+)\.txt$")
 
 class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and line."""
+
+
+# A clip name becomes a file or folder name under the output folder (images_rgb/<clip>/,
+# gaze/<clip>.npy, .tmp/<clip>/), and those paths are deleted before being rewritten: a name
+# that is not one plain path component could reach outside the output folder.
+_MAX_NAME_BYTES = 200  # leaves room for suffixes and temporary prefixes within NAME_MAX (255)
+
+
+def clip_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a clip name (a single safe path component), or None when it can."""
+    if not name:
+        return "the clip name is empty"
+    if "\x00" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"clip name {name!r} contains a control character"
+    if "/" in name or "\\" in name:
+        return f"clip name {name!r} contains a path separator"
+    if ".." in name:
+        return f"clip name {name!r} contains '..'"
+    if name.startswith("."):
+        return f"clip name {name!r} starts with '.' (hidden or relative name)"
+    if ":" in name:
+        return f"clip name {name!r} contains ':' (a drive or stream name on Windows)"
+    if name != name.strip():
+        return f"clip name {name!r} starts or ends with white space"
+    if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES:
+        return f"clip name {name[:40]!r}... is longer than {_MAX_NAME_BYTES} bytes"
+    return None
+
+
+def check_clip_name(name: str, where: str = "") -> str:
+    """`name` if it is a safe clip name, else AnnotationError (prefixed by `where`, e.g. file:line)."""
+    why = clip_name_problem(name)
+    if why is not None:
+        raise AnnotationError(f"{where}: {why}" if where else why)
+    return name
 
 
 @dataclass(frozen=True)
@@ -75,32 +110,59 @@ class SplitEntry:
     action: int
     verb: int
     noun: int
+    line: int = field(default=0, compare=False)  # line in its split list (for messages)
 
 
 def _lines(path: Path):
-    with open(path, encoding="utf-8-sig", newline=None) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            s = line.strip()
-            if s and not s.startswith("#"):
-                yield lineno, s
+    try:
+        with open(path, encoding="utf-8-sig", newline=None) as fh:
+            lines = fh.readlines()
+    except UnicodeDecodeError as e:
+        raise AnnotationError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        ) from None
+    for lineno, line in enumerate(lines, start=1):
+        s = line.strip()
+        if s and not s.startswith("#"):
+            yield lineno, s
 
 
 def read_split(path: str | Path) -> list[SplitEntry]:
-    """Read `<clip> <action> <verb> <noun>` lines (1-based ids) into 0-based entries."""
+    """Read `<clip> <action> <verb> <noun>` lines (1-based ids) into 0-based entries.
+
+    Every malformed line is reported (one AnnotationError naming the file and each line).
+    """
+    entries, problems = read_split_checked(path)
+    if problems:
+        raise AnnotationError("\n".join(problems))
+    return entries
+
+
+def read_split_checked(path: str | Path) -> tuple[list[SplitEntry], list[str]]:
+    """(entries of the sound lines, one 'file:line: why' per malformed line) of a split list."""
     path = Path(path)
     entries = []
+    problems = []
     for lineno, s in _lines(path):
+        where = f"{path}:{lineno}"
         parts = s.split()
         if len(parts) != 4:
-            raise AnnotationError(f"{path}:{lineno}: expected '<clip> <action> <verb> <noun>', got {s!r}")
+            problems.append(f"{where}: expected '<clip> <action> <verb> <noun>', got {s!r}")
+            continue
+        why = clip_name_problem(parts[0])
+        if why is not None:
+            problems.append(f"{where}: {why}")
+            continue
         try:
             ids = [int(p) for p in parts[1:]]
         except ValueError:
-            raise AnnotationError(f"{path}:{lineno}: ids must be integers, got {s!r}") from None
+            problems.append(f"{where}: ids must be integers, got {s!r}")
+            continue
         if min(ids) < 1:
-            raise AnnotationError(f"{path}:{lineno}: ids are 1-based, got {s!r}")
-        entries.append(SplitEntry(parts[0], ids[0] - 1, ids[1] - 1, ids[2] - 1))
-    return entries
+            problems.append(f"{where}: ids are 1-based, got {s!r}")
+            continue
+        entries.append(SplitEntry(parts[0], ids[0] - 1, ids[1] - 1, ids[2] - 1, lineno))
+    return entries, problems
 
 
 def read_index(path: str | Path) -> list[str]:
@@ -130,6 +192,55 @@ def find_split_files(ann_dir: str | Path) -> dict[int, dict[str, Path]]:
         if m:
             found.setdefault(int(m.group(2)), {})[m.group(1)] = p
     return found
+
+
+def check_split_lists(
+    ann_dir: str | Path,
+    files: dict[int, dict[str, Path]],
+    lists: dict[int, dict[str, list[SplitEntry]]],
+) -> list[str]:
+    """Every problem of a set of split lists, each naming its file and line ([] when sound).
+
+    A split needs both its train and test list; a clip appears once per split (twice would train
+    it twice, or test on a training clip); ids stay within `action_idx.txt` / `verb_idx.txt` /
+    `noun_idx.txt` where those files exist (an id beyond them would silently add a class).
+    """
+    ann_dir = Path(ann_dir)
+    problems: list[str] = []
+    sizes: dict[str, tuple[Path, int]] = {}
+    for kind in ("action", "verb", "noun"):
+        index = ann_dir / f"{kind}_idx.txt"
+        if index.is_file():
+            sizes[kind] = (index, len(read_index(index)))
+    for n in sorted(lists):
+        for part in ("train", "test"):
+            if part not in files.get(n, {}):
+                other = "test" if part == "train" else "train"
+                problems.append(f"{ann_dir}: split {n} has {other}_split{n}.txt but no {part}_split{n}.txt")
+        first: dict[str, tuple[Path, SplitEntry]] = {}
+        for part in ("train", "test"):
+            if part not in lists[n]:
+                continue
+            path = files[n][part]
+            for e in lists[n][part]:
+                for kind, value in (("action", e.action), ("verb", e.verb), ("noun", e.noun)):
+                    if kind in sizes and value >= sizes[kind][1]:
+                        index, count = sizes[kind]
+                        problems.append(
+                            f"{path}:{e.line}: {kind} id {value + 1} is beyond the {count} {kind}s of {index}"
+                        )
+                if e.name in first:
+                    p0, e0 = first[e.name]
+                    labels = (
+                        ""
+                        if e0.action == e.action
+                        else f" (with action {e0.action + 1} there, {e.action + 1} here)"
+                    )
+                    problems.append(f"{path}:{e.line}: clip {e.name} is listed twice in split {n}: "
+                                    f"also at {p0}:{e0.line}{labels}")  # fmt: skip
+                else:
+                    first[e.name] = (path, e)
+    return problems
 
 
 @dataclass
@@ -196,7 +307,9 @@ def read_manifest(path: Path) -> dict[str, dict]:
         for line in fh:
             try:
                 rec = json.loads(line)
-                records[rec["clip"]] = rec
+                name = rec["clip"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
+            if isinstance(name, str) and clip_name_problem(name) is None:
+                records[name] = rec
     return records

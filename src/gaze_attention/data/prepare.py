@@ -17,10 +17,13 @@ when complete, then recorded in the manifest; a rerun skips recorded clips and r
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -44,10 +47,12 @@ from gaze_attention.data.egtea import (
     AnnotationError,
     SplitEntry,
     build_vocabulary,
+    check_split_lists,
+    clip_name_problem,
     find_split_files,
     parse_clip_name,
     read_manifest,
-    read_split,
+    read_split_checked,
 )
 from gaze_attention.data.flow import FLOW_METHODS, FlowComputer
 
@@ -202,12 +207,39 @@ def _write_jpegs(folder: Path, images, quality: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     for i, img in enumerate(images):
-        if not cv2.imwrite(str(folder / f"{i + 1:04d}.jpg"), img, params):
-            raise ClipError(f"cannot write {folder / f'{i + 1:04d}.jpg'}")
+        path = folder / f"{i + 1:04d}.jpg"
+        # Encode here and write with Python: cv2.imwrite only returns False, this says why.
+        ok, buf = cv2.imencode(".jpg", img, params)
+        if not ok:
+            raise ClipError(f"cannot encode {path}")
+        try:
+            with open(path, "wb") as fh:
+                fh.write(buf)
+        except OSError as e:
+            from gaze_attention.errors import describe_os_error
+
+            raise ClipError(f"cannot write {describe_os_error(e)}") from None
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
+def inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether `path` lies strictly below `root`, judged on the normalised absolute paths."""
+    r = os.path.normpath(os.path.abspath(root))
+    q = os.path.normpath(os.path.abspath(path))
+    return q != r and os.path.commonpath([r, q]) == r
+
+
+def _remove(path: Path, root: Path) -> None:
+    """Delete a file or folder the run writes; refuses anything not strictly inside `root`.
+
+    Clip names are validated where they are read; this is the second line of defence, so a
+    name that slipped through can never make `prepare` delete outside its output folder. A
+    symbolic link is removed itself, never followed.
+    """
+    if not inside(root, path):
+        raise PrepareError(f"refusing to delete {path}: it is not inside the output folder {root}")
+    if path.is_symlink():
+        path.unlink()
+    elif path.is_dir():
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
@@ -251,8 +283,11 @@ def process_clip(
         ok = (rel >= 0) & (rel < len(job.gaze_rows))
         gaze[ok] = job.gaze_rows[rel[ok]]
 
+    why = clip_name_problem(job.name)
+    if why is not None:
+        raise ClipError(why)
     tmp = out / ".tmp" / job.name
-    _remove(tmp)
+    _remove(tmp, out)
     tmp.mkdir(parents=True)
     _write_jpegs(tmp / "rgb", frames, jpeg_quality)
     if flow != "none":
@@ -266,12 +301,12 @@ def process_clip(
     rgb_dst, gaze_dst = out / "images_rgb" / job.name, out / "gaze" / f"{job.name}.npy"
     flow_dst = out / "images_flow" / job.name
     for dst in (rgb_dst, gaze_dst, flow_dst):
-        _remove(dst)
+        _remove(dst, out)
     os.replace(tmp / "rgb", rgb_dst)
     if flow != "none":
         os.replace(tmp / "flow", flow_dst)
     os.replace(tmp / "gaze.npy", gaze_dst)
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove(tmp, out)
 
     finite = np.isfinite(gaze[:, 0])
     return {
@@ -294,7 +329,35 @@ def process_clip(
     }
 
 
-def _worker_init() -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the `prepare` process that started it dies, even by SIGKILL.
+
+    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG). Elsewhere, and as
+    a fallback, a daemon thread polls the parent pid. Without this, killed runs left their
+    workers (and multiprocessing's resource tracker, which waits for them) running.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent: int | None = None) -> None:
+    if parent is not None:
+        _die_with_parent(parent)
     # One OpenCV thread per worker process: the processes already fill the cores.
     cv2.setNumThreads(1)
 
@@ -332,9 +395,21 @@ def _by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
     return {p.stem.lower(): p for p in folder.iterdir() if p.suffix.lower() in exts}
 
 
-def _egtea_jobs(
-    raw: Path, ann_dir: Path, splits: list[int] | None, warn: Callable[[str], None]
-) -> tuple[list[ClipJob], dict[int, dict[str, list[SplitEntry]]]]:
+def _annotation_dir(raw: Path, annotations: str | Path | None) -> Path:
+    ann_dir = Path(annotations) if annotations else raw / "action_annotation"
+    if not find_split_files(ann_dir) and find_split_files(raw):
+        ann_dir = raw
+    return ann_dir
+
+
+def _problems_error(problems: list[str]) -> AnnotationError:
+    return AnnotationError(
+        f"{len(problems)} problem(s) in the annotations; nothing was prepared:\n  " + "\n  ".join(problems)
+    )
+
+
+def read_split_lists(ann_dir: Path, splits: list[int] | None) -> dict[int, dict[str, list[SplitEntry]]]:
+    """The chosen split lists, checked as a whole; AnnotationError listing every problem."""
     files = find_split_files(ann_dir)
     if not files:
         raise PrepareError(f"{ann_dir}: no train_split<N>.txt / test_split<N>.txt files")
@@ -342,7 +417,23 @@ def _egtea_jobs(
     for n in chosen:
         if n not in files:
             raise PrepareError(f"{ann_dir}: no split {n} (have {sorted(files)})")
-    lists = {n: {part: read_split(p) for part, p in files[n].items()} for n in chosen}
+    problems: list[str] = []
+    lists: dict[int, dict[str, list[SplitEntry]]] = {}
+    for n in chosen:
+        lists[n] = {}
+        for part, path in files[n].items():
+            lists[n][part], bad = read_split_checked(path)
+            problems += bad
+    problems += check_split_lists(ann_dir, {n: files[n] for n in chosen}, lists)
+    if problems:
+        raise _problems_error(problems)
+    return lists
+
+
+def _egtea_jobs(
+    raw: Path, ann_dir: Path, splits: list[int] | None, warn: Callable[[str], None]
+) -> tuple[list[ClipJob], dict[int, dict[str, list[SplitEntry]]]]:
+    lists = read_split_lists(ann_dir, splits)
     session_videos = _by_stem(raw / "videos", VIDEO_EXTS)
     session_videos.update(_by_stem(raw / "raw_videos", VIDEO_EXTS))
     jobs: dict[str, ClipJob] = {}
@@ -377,30 +468,60 @@ def _egtea_jobs(
 
 
 def _read_labels(raw: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of labels.csv and the class names; AnnotationError listing every bad line."""
     path = raw / "labels.csv"
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    problems: list[str] = []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AnnotationError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        ) from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         cols = [c.strip().lower() for c in (reader.fieldnames or [])]
         if "clip" not in cols or "label" not in cols:
             raise AnnotationError(f"{path}:1: header must name at least 'clip' and 'label'")
         rows = []
+        first: dict[str, int] = {}
         for lineno, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            where = f"{path}:{lineno}"
             if not row.get("clip") or not row.get("label"):
-                raise AnnotationError(f"{path}:{lineno}: empty clip or label")
+                problems.append(f"{where}: empty clip or label")
+                continue
+            why = clip_name_problem(row["clip"])
+            if why is not None:
+                problems.append(f"{where}: {why}")
+                continue
+            if row["clip"] in first:
+                problems.append(
+                    f"{where}: clip {row['clip']} is listed twice: also at {path}:{first[row['clip']]}"
+                )
+                continue
+            first[row["clip"]] = lineno
             split = row.get("split") or "train"
             if split not in ("train", "test"):
-                raise AnnotationError(f"{path}:{lineno}: split must be train or test: {split!r}")
+                problems.append(f"{where}: split must be train or test: {split!r}")
+                continue
             row["split"] = split
             row["_line"] = str(lineno)
             rows.append(row)
-    if not rows:
+    if not rows and not problems:
         raise AnnotationError(f"{path}: no clips listed")
     classes_file = raw / "classes.txt"
     if classes_file.is_file():
-        classes = [s.strip() for s in classes_file.read_text().splitlines() if s.strip()]
+        classes = [s.strip() for s in classes_file.read_text(encoding="utf-8-sig").splitlines() if s.strip()]
+        known = set(classes)
+        problems += [
+            f"{path}:{r['_line']}: label {r['label']!r} not in {classes_file}"
+            for r in rows
+            if r["label"] not in known
+        ]
     else:
         classes = sorted({r["label"] for r in rows})
+    if problems:
+        raise _problems_error(problems)
     return rows, classes
 
 
@@ -414,10 +535,6 @@ def _own_jobs(raw: Path, ann_out: Path | None) -> tuple[list[ClipJob], dict]:
     videos = {p.stem: p for p in (raw / "videos").iterdir() if p.suffix.lower() in VIDEO_EXTS}
     jobs, lines = [], {"train": [], "test": []}
     for r in rows:
-        if r["label"] not in cid:
-            raise AnnotationError(
-                f"{raw / 'labels.csv'}:{r['_line']}: label {r['label']!r} not in classes.txt"
-            )
         name = r["clip"]
         a = cid[r["label"]]
         v = vid[r["verb"]] if r.get("verb") else vid.get(r["label"], a)
@@ -502,7 +619,10 @@ class _LazyPool:
     def get(self) -> ProcessPoolExecutor:
         if self._ex is None:
             self._ex = ProcessPoolExecutor(
-                self.workers, mp_context=get_context("spawn"), initializer=_worker_init
+                self.workers,
+                mp_context=get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         return self._ex
 
@@ -585,6 +705,11 @@ def prepare(
     if not raw.is_dir():
         raise PrepareError(f"{raw}: no such folder")
     layout = detect_layout(raw)
+    # Every annotation problem is reported before anything is written or decoded.
+    if layout == "egtea":
+        read_split_lists(_annotation_dir(raw, annotations), splits)
+    else:
+        _read_labels(raw)
     result = PrepareResult(out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, {"flow": flow, "size": list(size), "min_frames": min_frames})
@@ -617,9 +742,7 @@ def _prepare(
 ) -> PrepareResult:
     margin = max(min_frames, 1)
     if layout == "egtea":
-        ann_dir = Path(annotations) if annotations else raw / "action_annotation"
-        if not find_split_files(ann_dir) and find_split_files(raw):
-            ann_dir = raw
+        ann_dir = _annotation_dir(raw, annotations)
         jobs, lists = _egtea_jobs(raw, ann_dir, splits, result.warnings.append)
         _copy_annotations(ann_dir, out / "annotations", sorted(lists))
         entries = [e for parts in lists.values() for es in parts.values() for e in es]
@@ -639,7 +762,7 @@ def _prepare(
 
     for d in ("images_rgb", "gaze") + (("images_flow",) if flow != "none" else ()):
         (out / d).mkdir(exist_ok=True)
-    shutil.rmtree(out / ".tmp", ignore_errors=True)  # half-written clips of a killed run
+    _remove(out / ".tmp", out)  # half-written clips of a killed run
     done = _load_done(out, flow)
     todo = [j for j in jobs if j.name not in done]
     result.skipped = [j.name for j in jobs if j.name in done]
@@ -665,7 +788,7 @@ def _prepare(
     # Rewrite the manifest compactly, in the order of the split lists.
     order = {j.name: i for i, j in enumerate(jobs)}
     _write_manifest(out, sorted(records.values(), key=lambda r: order.get(r["clip"], 1 << 30)))
-    shutil.rmtree(out / ".tmp", ignore_errors=True)
+    _remove(out / ".tmp", out)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -673,6 +796,11 @@ def _prepare(
 def _collect(res, records, result: PrepareResult, manifest, bar) -> None:
     name, rec, err = res
     if rec is not None:
+        if rec["gaze"] != "missing" and rec["gaze_coverage"] == 0:
+            result.warnings.append(
+                f"{name}: its gaze file gives no usable sample on the clip's frames (coverage 0: "
+                "non-finite coordinates, or a recording that does not cover the clip)"
+            )
         records[name] = rec
         manifest.write(json.dumps(rec) + "\n")
         manifest.flush()

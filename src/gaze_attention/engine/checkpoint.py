@@ -45,6 +45,31 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be found or read; the message says which path and why."""
 
 
+class NonFiniteWeightsError(CheckpointError):
+    """Weights hold NaN or infinite values: refused for saving, evaluating and resuming."""
+
+
+def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """'name (k of n values non-finite)' for the first floating tensor with NaN/inf, else None."""
+    for name, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                return f"{name} ({bad} of {t.numel()} values non-finite)"
+    return None
+
+
+def _os_error(exc: Exception, path: Path) -> OSError:
+    """An OSError for a failed write, with the errno safetensors' Rust error only names in text."""
+    if isinstance(exc, OSError):
+        return exc
+    m = re.search(r"os error (\d+)", str(exc))
+    if m:
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return OSError(f"cannot write {path}: {exc}")
+
+
 # ----------------------------------------------------------------------------- RNG states
 
 
@@ -148,16 +173,26 @@ def write_checkpoint(
     An existing folder of the same name is replaced (renamed away first, then deleted).
     """
     folder = Path(folder)
+    weights = model_tensors(model)
+    bad = first_non_finite(weights)
+    if bad is not None:
+        raise NonFiniteWeightsError(f"refusing to save {folder}: the weights are not finite, first {bad}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        save_file(model_tensors(model), str(tmp / MODEL_FILE), metadata={"format": FORMAT})
+        try:
+            save_file(weights, str(tmp / MODEL_FILE), metadata={"format": FORMAT})
+        except Exception as exc:  # safetensors' own error type, e.g. on a full disk
+            raise _os_error(exc, folder / MODEL_FILE) from exc
         _fsync_file(tmp / MODEL_FILE)
         state = dict(state, format=FORMAT, version=VERSION)
         if optimizer is not None:
             tensors, meta = optimizer_parts(optimizer)
-            save_file(tensors, str(tmp / OPTIM_FILE), metadata={"format": FORMAT})
+            try:
+                save_file(tensors, str(tmp / OPTIM_FILE), metadata={"format": FORMAT})
+            except Exception as exc:
+                raise _os_error(exc, folder / OPTIM_FILE) from exc
             _fsync_file(tmp / OPTIM_FILE)
             state["optimizer"] = meta
         _write_json(tmp / STATE_FILE, state)
@@ -247,21 +282,95 @@ def read_state(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(folder / STATE_FILE, encoding="utf-8") as fh:
             state = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
-    if state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{folder / STATE_FILE} is not a {FORMAT} state file")
     return state
 
 
 def load_weights(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Load a checkpoint's weights into a model (strict)."""
+    """Load a checkpoint's weights into a model (strict); refuses non-finite weights."""
     path = Path(folder) / MODEL_FILE
     try:
         tensors = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"cannot read weights {path}: {exc}") from exc
-    unwrap(model).load_state_dict(tensors, strict=True)
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise NonFiniteWeightsError(f"refusing to use {path}: the weights are not finite, first {bad}")
+    try:
+        unwrap(model).load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:  # missing / unexpected keys, size mismatches
+        raise CheckpointError(f"{path} does not fit the model: {exc}") from exc
+
+
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why a checkpoint folder is damaged (unreadable state, truncated weights), or None if intact.
+
+    Cheap: reads state.json and the safetensors headers, and compares each file's size with
+    the size its header declares (a write cut short leaves a shorter file).
+    """
+    folder = Path(folder)
+    try:
+        state = read_state(folder)
+    except CheckpointError as exc:
+        return str(exc)
+    files = [MODEL_FILE] + ([OPTIM_FILE] if "optimizer" in state else [])
+    for name in files:
+        path = folder / name
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+                if len(head) < 8:
+                    return f"{path} is truncated"
+                n = int.from_bytes(head, "little")
+                if n > 100_000_000:
+                    return f"{path} has a corrupt header"
+                header = json.loads(fh.read(n))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+            expected = 8 + n + max(ends, default=0)
+            size = path.stat().st_size
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            return f"cannot read {path}: {exc}"
+        if size != expected:
+            return f"{path} is truncated or damaged ({size} bytes, its header says {expected})"
+    return None
+
+
+def resolve_resume(path: str | os.PathLike) -> Path:
+    """The checkpoint to resume from: the newest intact ckpt-* of a run folder.
+
+    When the newest is damaged (a write cut short by a full disk, say) the newest intact older
+    one is taken with a warning naming both. A checkpoint folder given directly must be intact;
+    the error then names the intact one to use instead.
+    """
+    p = Path(path)
+    if p.is_file() or (p / STATE_FILE).is_file() or (p.exists() and _NAME.match(p.name)):
+        folder = p.parent if p.is_file() else p
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        older = [f for i, f in reversed(list_checkpoints(folder.parent)) if f != folder]
+        intact = next((f for f in older if checkpoint_problem(f) is None), None)
+        hint = f"; resume from {intact} instead" if intact else ""
+        raise CheckpointError(f"cannot resume from {folder}: {problem}{hint}")
+    newest = resolve_checkpoint(p, prefer="last")
+    items = list_checkpoints(newest.parent)
+    damaged = []
+    for _, folder in reversed(items):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if damaged:
+                warnings.warn(
+                    f"the newest checkpoint {damaged[0][0]} is damaged ({damaged[0][1]}); resuming from "
+                    f"{folder}, the newest intact one",
+                    stacklevel=2,
+                )
+            return folder
+        damaged.append((folder, problem))
+    what = "; ".join(f"{f.name}: {why}" for f, why in damaged)
+    raise CheckpointError(f"no intact checkpoint to resume from in {newest.parent} ({what})")
 
 
 def load_model(
@@ -294,6 +403,9 @@ def load_reference_model(
             prefix = prefix[: -len(suffix)]
     model = build_model(preset, num_classes=num_classes, **model_overrides)
     load_reference_checkpoint(model, f"{prefix}_base.pt", f"{prefix}_gaze.pt", f"{prefix}_attn.pt")
+    bad = first_non_finite(dict(model.state_dict()))
+    if bad is not None:
+        raise NonFiniteWeightsError(f"refusing to use {prefix}_*.pt: the weights are not finite, first {bad}")
     return model.to(device).eval()
 
 

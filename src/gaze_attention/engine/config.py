@@ -10,6 +10,7 @@ processes with batch 8 (2 each) see the same number of clips per step.
 from __future__ import annotations
 
 import importlib.resources
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -143,6 +144,11 @@ class TrainConfig:
         from gaze_attention.models import PRESETS
 
         problems = []
+        for section in fields(self):
+            for f in fields(getattr(self, section.name)):
+                value = getattr(getattr(self, section.name), f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    problems.append(f"{section.name}.{f.name} must be a finite number, got {value}")
         if self.model.preset not in PRESETS:
             problems.append(f"model.preset {self.model.preset!r} is not one of {', '.join(PRESETS)}")
         if self.estimator.name not in ESTIMATORS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -284,8 +285,14 @@ def evaluate(
     if confusion_png is not None and info.is_main:
         from gaze_attention.engine.metrics import save_confusion_png
 
-        Path(confusion_png).parent.mkdir(parents=True, exist_ok=True)
-        save_confusion_png(
-            cm, confusion_png, names, title=f"mean class accuracy {100 * metrics['mean_class_accuracy']:.1f}%"
-        )
+        try:
+            Path(confusion_png).parent.mkdir(parents=True, exist_ok=True)
+            save_confusion_png(
+                cm,
+                confusion_png,
+                names,
+                title=f"mean class accuracy {100 * metrics['mean_class_accuracy']:.1f}%",
+            )
+        except OSError as exc:  # an optional picture never costs the metrics
+            warnings.warn(f"confusion matrix {confusion_png} not written: {exc}", stacklevel=2)
     return metrics

@@ -40,6 +40,7 @@ from gaze_attention.engine.checkpoint import (
     prune,
     read_state,
     resolve_checkpoint,
+    resolve_resume,
     restore_rng,
     warn_world_change,
     write_checkpoint,
@@ -56,6 +57,7 @@ from gaze_attention.engine.distributed import (
     shutdown,
 )
 from gaze_attention.engine.evaluate import autocast_context, evaluate
+from gaze_attention.engine.runlock import claim_for_ranks
 from gaze_attention.estimators import eps_schedule
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
@@ -300,11 +302,15 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
 
 
-def train(cfg: TrainConfig, progress: bool = True, *, data: Any = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, progress: bool = True, *, data: Any = None, overwrite: bool = False
+) -> TrainResult:
     """Train a model as `cfg` says; returns the run's checkpoints, history and the model.
 
     data: an already opened `PreparedData` for `cfg.data.root` (saves re-reading the index when
     many runs share one data set). Under torchrun every rank calls this; rank 0 writes.
+    The run folder is locked for the run; one that holds files is refused (`RunFolderError`)
+    unless `cfg.run.resume` is set or `overwrite` (delete the earlier run's outputs).
     Raises `NonFiniteLossError` when the loss diverges.
     """
     cfg.validate()
@@ -312,7 +318,12 @@ def train(cfg: TrainConfig, progress: bool = True, *, data: Any = None) -> Train
         raise ValueError("run.out (the run folder) is not set")
     info = init_distributed(cfg.run.device)
     try:
-        return _train(cfg, info, progress, data)
+        lock = claim_for_ranks(cfg.run.out, info, resume=bool(cfg.run.resume), overwrite=overwrite)
+        try:
+            return _train(cfg, info, progress, data)
+        finally:
+            if lock is not None:
+                lock.release()
     finally:
         shutdown(info)
 
@@ -333,7 +344,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
     resume_state: dict[str, Any] | None = None
     resume_dir: Path | None = None
     if cfg.run.resume:
-        resume_dir = resolve_checkpoint(cfg.run.resume, prefer="last")
+        resume_dir = resolve_resume(cfg.run.resume)
         resume_state = read_state(resume_dir)
         if "optimizer" not in resume_state:
             raise CheckpointError(

@@ -15,6 +15,8 @@ arbitrary unpickling. Key names map onto ours by a prefix: base -> `backbone.`, 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -55,6 +57,15 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False; for a file of unknown origin that would
+        # run the code it holds, so say what was found instead.
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise ValueError(
+            f"{path} holds Python code or objects{what}, not only tensors: refused, since loading it "
+            "could run that code. Use a state dict of tensors (torch.save(model.state_dict(), ...))"
+        ) from None
     except Exception as exc:  # pickle errors name no file; ours does
         raise ValueError(f"cannot read {path} as a tensors-only PyTorch state dict: {exc}") from exc
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
