@@ -39,6 +39,12 @@ class FlowComputer:
 
             self.device = resolve_device(device)
             self._algo = None
+            if self.device.type == "cpu":
+                import torch
+
+                # prepare's worker processes set OpenCV to one thread each (the processes fill
+                # the cores); the PyTorch flow keeps to the same budget.
+                torch.set_num_threads(max(1, cv2.getNumThreads()))
         elif method == "tvl1":
             self._algo = cv2.optflow.DualTVL1OpticalFlow_create()
         elif method == "dis":
