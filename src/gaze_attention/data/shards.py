@@ -123,12 +123,13 @@ def count_frames(jobs: list, sample: int = 64) -> int:
 
 
 def probe_seconds_per_frame(
-    video: str, size: tuple[int, int], flow: str, device: str = "auto", frames: int = 4
+    video: str, size: tuple[int, int], flow: str, device: str = "auto", pairs: int = 3
 ) -> tuple[float, float]:
-    """Seconds per frame of preparing `video`'s first frames: (all work, flow alone).
+    """Seconds per frame of preparing `video`: (all work, flow alone).
 
-    Decodes `frames` frames at `size`, encodes 3 JPEGs per frame and computes flow over the
-    pairs once warm, as one worker does.
+    Decodes the clip at `size` (timed), encodes 3 JPEGs per frame, and times the flow of
+    `pairs` frame pairs spread over the clip once warm (TV-L1's time depends on the motion:
+    a clip's still first frames alone would promise too little), as one worker does.
     """
     import cv2
 
@@ -136,24 +137,31 @@ def probe_seconds_per_frame(
     from gaze_attention.data.prepare import decode_video
 
     t0 = time.perf_counter()
-    imgs = decode_video(video, size, 0, frames)
+    imgs = decode_video(video, size, 0, 300)
     if len(imgs) < 2:
         raise ValueError(f"{video}: fewer than 2 frames")
-    for img in imgs:
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in imgs]
+    for img, g in zip(imgs, grey, strict=True):
         cv2.imencode(".jpg", img)
-        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         if flow != "none":
-            cv2.imencode(".jpg", grey)
-            cv2.imencode(".jpg", grey)
+            cv2.imencode(".jpg", g)
+            cv2.imencode(".jpg", g)
     other = (time.perf_counter() - t0) / len(imgs)
     if flow == "none":
         return other, 0.0
-    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in imgs]
     fc = FlowComputer(flow, device=device)
     fc(grey[0], grey[1])  # warm-up: thread pools, CUDA context and kernels
+    starts = sorted({round(k * (len(grey) - 2) / max(pairs - 1, 1)) for k in range(pairs)})
     t1 = time.perf_counter()
-    fc.video(grey)
-    flow_s = (time.perf_counter() - t1) / (len(grey) - 1)
+    if fc.device is not None:  # the PyTorch flow runs a clip's pairs as one batch
+        import numpy as np
+
+        fc._torch_pairs(np.stack([grey[s] for s in starts]), np.stack([grey[s + 1] for s in starts]))
+        flow_s = (time.perf_counter() - t1) / len(starts)
+    else:
+        for s in starts:
+            fc(grey[s], grey[s + 1])
+        flow_s = (time.perf_counter() - t1) / len(starts)
     return other + flow_s, flow_s
 
 
