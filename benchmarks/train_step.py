@@ -15,9 +15,11 @@ Variants, timed round-robin in one process (so that a change in machine load hit
 - `ours bf16 + channels_last_3d`: the same under bf16 autocast with channels_last_3d weights
   and inputs.
 Achieved GFLOP/s use the FLOPs counted by `torch.utils.flop_counter` on our fp32 step, set
-against a large matmul measured in the same process.
+against a large matmul measured in the same process, in each precision: `% fp32 mm` is the
+share of the fp32 matmul peak, `% own mm` the share of the peak of the variant's own precision
+(fp32 or the low one). The choice `--precision auto` makes on this device is printed too.
 
-    python benchmarks/train_step.py [--steps 3] [--windows 8] [--batch 8] [--json out.json]
+    python benchmarks/train_step.py [--steps 3] [--windows 8] [--batch 8] [--train-batch 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -287,6 +289,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8, help="windows per batch in batched evaluation")
     p.add_argument("--eval-rounds", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--train-batch", type=int, default=1, help="clips per timed training step")
     p.add_argument(
         "--low", default="bf16", choices=("bf16", "fp16"), help="low precision of the fast variant"
     )
@@ -346,9 +349,14 @@ def main() -> None:
     print(f"{info['device']}, {info['threads']} threads, torch {info['torch']}")
     print(f"large matmul: fp32 {peak32:.0f} GFLOP/s, {low} {peak_low:.0f} GFLOP/s")
     print(f"reference structure vs ours, max |logit difference|: {parity:.2e}")
+    from gaze_attention.engine.precision import resolve_precision
+
+    auto = resolve_precision("auto", device)
+    results["auto"] = {"precision": auto.precision, "reason": auto.reason}
+    print(f"--precision auto here: {auto}")
 
     if not args.skip_train:
-        train_batch = batch_of(1)
+        train_batch = batch_of(args.train_batch)
         # The reference: torch's default SGD; ours: the engine's optimizer (foreach, see train.py).
         opts = {
             "ref": torch.optim.SGD(ref.parameters(), lr=1e-6, momentum=0.9, weight_decay=4e-5),
@@ -379,18 +387,24 @@ def main() -> None:
         times = round_robin(fns, args.steps, device)
         # Best of N is the reading least disturbed by other processes; the median is shown too.
         base = min(times["reference fp32"])
-        print(f"\ntraining step, batch 1 ({flops / 1e9:.0f} GFLOP counted), {args.steps} rounds:")
+        print(
+            f"\ntraining step, batch {args.train_batch} ({flops / 1e9:.0f} GFLOP counted), {args.steps} rounds:"
+        )
         print(
             f"{'variant':42s} {'best s':>7s} {'median':>7s} {'speed-up':>9s} {'GFLOP/s':>8s} {'% fp32 mm':>9s}"
+            f" {'% own mm':>9s}"
         )
         rows = {}
         for name, ts in times.items():
             best, med = min(ts), statistics.median(ts)
             rate = flops / best / 1e9
+            own = peak_low if f" {low}" in name else peak32  # the peak of the variant's precision
             rows[name] = {"seconds": ts, "best_s": best, "median_s": med, "speedup": base / best,
-                          "speedup_median": statistics.median(times["reference fp32"]) / med, "gflops": rate}  # fmt: skip
+                          "speedup_median": statistics.median(times["reference fp32"]) / med, "gflops": rate,
+                          "fraction_of_fp32_peak": rate / peak32, "fraction_of_own_peak": rate / own}  # fmt: skip
             print(
                 f"{name:42s} {best:7.2f} {med:7.2f} {base / best:8.2f}x {rate:8.0f} {100 * rate / peak32:8.0f}%"
+                f" {100 * rate / own:8.0f}%"
             )
         results["train_step"] = {"gflop": flops / 1e9, "variants": rows}
 

@@ -47,7 +47,8 @@ def test_predict_video_windows_topk_gaze(raw, prepared, checkpoint):
 def test_predict_cli_matches_api(raw, checkpoint, capsys):
     video = sorted((raw / "cropped_clips").rglob("*.mp4"))[1]
     model, _, names = ck.load_model(checkpoint)
-    api = predict_video(model, video, names, size=(96, 72), gaze_mode="argmax")
+    # The CLI's --precision defaults to auto; the API takes auto too (one probe per process).
+    api = predict_video(model, video, names, size=(96, 72), gaze_mode="argmax", precision="auto")
     # The frame size comes from the training data's manifest (96x72).
     args = ["predict", str(video), "--checkpoint", str(checkpoint), "--gaze-mode", "argmax"]
     assert cli_main([*args, "--json"]) == 0

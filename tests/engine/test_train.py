@@ -140,7 +140,7 @@ def test_reference_files_evaluate(prepared, tmp_path, capsys):
     data = PreparedData(prepared)
     model = ga.build_model("tiny", num_classes=data.num_classes, width=0.125, frames=8, crop=64).eval()
     ga.save_reference_checkpoint(model, tmp_path / "i3d_iga_best1")
-    direct = evaluate(model, data, 1, gaze_mode="argmax")
+    direct = evaluate(model, data, 1, gaze_mode="argmax", precision="auto")  # the CLI's default
     out_json = tmp_path / "ref.json"
     args = ["evaluate", "--data", str(prepared), "--reference-prefix", str(tmp_path / "i3d_iga_best1"),
             "--preset", "tiny", "--model-set", "width=0.125", "--model-set", "frames=8",

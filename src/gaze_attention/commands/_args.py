@@ -52,5 +52,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="windows per forward pass (default: 8 on a GPU; on a CPU about one 24x224x224 window's worth)",
     )
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="autocast precision; auto (default): bf16 where the device runs it faster, else fp32",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")

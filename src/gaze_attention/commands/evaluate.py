@@ -120,11 +120,16 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.engine.distributed import init_distributed, shutdown
     from gaze_attention.engine.evaluate import evaluate
     from gaze_attention.engine.metrics import format_summary
+    from gaze_attention.engine.precision import resolve_for_ranks
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.models import CheckpointMismatchError
 
     info = init_distributed(args.device)
     try:
+        choice = resolve_for_ranks(args.precision, info.device, info)
+        args.precision = choice.precision
+        if info.is_main:
+            print(choice, file=sys.stderr)
         data = PreparedData(args.data)
         source: dict[str, object]
         if args.checkpoint:

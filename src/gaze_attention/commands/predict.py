@@ -44,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.data.egtea import read_index
     from gaze_attention.engine.checkpoint import CheckpointError, load_model, load_reference_model
     from gaze_attention.engine.distributed import pick_device
+    from gaze_attention.engine.precision import resolve_precision
     from gaze_attention.engine.predict import format_prediction, predict_video
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.models import CheckpointMismatchError
 
     device = pick_device(args.device)
+    choice = resolve_precision(args.precision, device)
+    args.precision = choice.precision
+    print(choice, file=sys.stderr)
     size = args.size
     try:
         if args.checkpoint:

@@ -28,9 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=_splits, default=None, help="split lists to prepare (default: all)")
     parser.add_argument(
         "--flow",
-        choices=("tvl1", "dis", "farneback", "none"),
+        choices=("tvl1", "tvl1-torch", "dis", "farneback", "none"),
         default="tvl1",
-        help="optical flow: tvl1 (paper, slow), dis / farneback (fast), none (RGB only)",
+        help="optical flow: tvl1 (paper, slow), tvl1-torch (the same TV-L1 in PyTorch, for GPUs), "
+        "dis / farneback (fast), none (RGB only)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="where tvl1-torch runs: auto (cuda if available), cpu, cuda:N"
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="prepare shard I of N (0 <= I < N) into OUT_DIR; run all N (e.g. a SLURM array) for the whole set",
     )
     parser.add_argument("--size", type=frame_size, default=(340, 256), help="WxH, default 340x256")
     parser.add_argument(
@@ -66,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
             annotations=args.annotations,
             allow_missing_gaze=args.allow_missing_gaze,
             progress=not args.no_progress,
+            shard=args.shard,
+            flow_device=args.device,
+            estimate=True,
         )
     except (PrepareError, AnnotationError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -36,6 +36,7 @@ _FLAGS = {
     "device": "run.device",
     "init_reference": "init.reference_prefix",
     "init_base": "init.base",
+    "kinetics": "init.kinetics",
 }
 
 
@@ -53,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="global batch size (divided over processes)")
     parser.add_argument("--lr", type=float, help="initial learning rate")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), help="autocast precision (presets: auto)"
+    )
     parser.add_argument("--workers", type=int, help="DataLoader workers per process (0: main process)")
     parser.add_argument(
         "--val-every", type=int, help="sparse validation on the test split every N iterations"
@@ -66,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="authors' files PREFIX_{base,gaze,attn}.pt as initialisation",
     )
     parser.add_argument("--init-base", metavar="PT", help="two-stream backbone init, e.g. i3d_both_base.pt")
+    parser.add_argument(
+        "--kinetics",
+        metavar="PATH",
+        help="Kinetics backbone: i3d_both_base.pt, or a folder with it or rgb_imagenet.pt + flow_imagenet.pt",
+    )
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="train without the backbone the paper preset requires"
+    )
     parser.add_argument("--resume", metavar="PATH", help="run folder or checkpoint to continue from")
     parser.add_argument(
         "--overwrite",
@@ -105,6 +116,8 @@ def build_config(args: argparse.Namespace):
         overrides.setdefault("run.out", str(_run_dir_of(ckpt)))
     else:
         base = load_config(args.preset or "paper")
+    if getattr(args, "from_scratch", False):
+        overrides["init.require_backbone"] = False
     cfg = base.with_overrides(overrides).with_overrides(args.overrides).validate()
     missing = [k for k, v in (("--data", cfg.data.root), ("--out", cfg.run.out)) if v is None]
     if missing:
@@ -116,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from gaze_attention.engine.checkpoint import CheckpointError, NonFiniteWeightsError
+    from gaze_attention.engine.init import InitRequiredError, check_init
     from gaze_attention.engine.train import NonFiniteLossError, train
 
     try:
@@ -126,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
+    try:
+        check_init(cfg)
+    except (InitRequiredError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         result = train(cfg, progress=not args.no_progress, overwrite=args.overwrite)
     except (NonFiniteLossError, NonFiniteWeightsError) as exc:

@@ -1,8 +1,10 @@
 """Prepared data on disk -> training and test samples (dicts of tensors).
 
-`PreparedData` reads a folder written by `gaze-attention prepare` (with `manifest.jsonl`) or a
-reference-layout folder (`images_rgb/<clip>/0001.jpg`, `images_flow/<clip>/{u,v}/0001.jpg`, e.g.
-made with dense_flow, plus split lists) where frames are counted from the folders.
+`PreparedData` reads a folder written by `gaze-attention prepare` (with `manifest.jsonl`), a
+reference-layout folder (`images_rgb/<clip>/0001.jpg`, `images_flow/<clip>/{u,v}/0001.jpg`,
+plus split lists) or a dense_flow / mmaction2 rawframes folder (`<clip>/img_00001.jpg`,
+`<clip>/flow_x_00001.jpg`, `<clip>/flow_y_00001.jpg`, plus split lists); frames of folders
+without a manifest are counted on disk.
 `ClipDataset` samples windows, crops and flips RGB, flow and gaze together.
 """
 
@@ -24,7 +26,7 @@ from gaze_attention.data.egtea import (
     SplitEntry,
     build_vocabulary,
     find_split_files,
-    read_manifest,
+    read_manifests,
     read_split,
 )
 from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
@@ -41,12 +43,31 @@ class ClipRecord(NamedTuple):
     flow_frames: int | None = None  # None: same as num_frames (always so for our own output)
 
 
-def _count_jpgs(folder: Path) -> int:
+def _count_jpgs(folder: Path, prefix: str = "") -> int:
     try:
         with os.scandir(folder) as it:
-            return sum(1 for e in it if e.name.endswith(".jpg"))
+            return sum(1 for e in it if e.name.endswith(".jpg") and e.name.startswith(prefix))
     except FileNotFoundError:
         return 0
+
+
+# dense_flow / mmaction2 rawframes: one folder per clip, 1-based 5-digit frame numbers.
+RAWFRAMES_RGB = "img_{:05d}.jpg"
+RAWFRAMES_FLOW = {"u": "flow_x_{:05d}.jpg", "v": "flow_y_{:05d}.jpg"}
+
+
+def _find_rawframes_clip(root: Path, look: int = 200) -> Path | None:
+    """A clip folder of a rawframes layout among the first `look` entries of root, or None."""
+    try:
+        with os.scandir(root) as it:
+            for k, e in enumerate(it):
+                if k >= look:
+                    break
+                if e.is_dir() and (Path(e.path) / RAWFRAMES_RGB.format(1)).is_file():
+                    return Path(e.path)
+    except FileNotFoundError:
+        return None
+    return None
 
 
 class PreparedData:
@@ -64,8 +85,16 @@ class PreparedData:
         # small set, as the demo does; about 110 kB per 170x128 frame with its flow.
         self.cache = cache
         self._images: dict[tuple[Path, bool], np.ndarray] = {}
+        self.layout = "prepared"  # images_rgb/, images_flow/ (ours and the reference's)
+        rawframes_clip = None
         if not (self.root / "images_rgb").is_dir():
-            raise FileNotFoundError(f"{self.root}: no images_rgb/ folder (run `prepare` first)")
+            rawframes_clip = _find_rawframes_clip(self.root)
+            if rawframes_clip is None:
+                raise FileNotFoundError(
+                    f"{self.root}: no images_rgb/ folder (run `prepare` first) and no dense_flow / "
+                    "mmaction2 clip folders (<clip>/img_00001.jpg)"
+                )
+            self.layout = "rawframes"
         if annotations is None:
             annotations = self.root / "annotations"
             if not annotations.is_dir():
@@ -86,8 +115,11 @@ class PreparedData:
         self.nouns: list[str] = vocab.nouns
         self.verb_of: list[int] = vocab.verb_of
         self.noun_of: list[int] = vocab.noun_of
-        self.manifest = read_manifest(self.root / "manifest.jsonl")
-        self.has_flow = (self.root / "images_flow").is_dir()
+        self.manifest = read_manifests(self.root)
+        if rawframes_clip is not None:
+            self.has_flow = (rawframes_clip / RAWFRAMES_FLOW["u"].format(1)).is_file()
+        else:
+            self.has_flow = (self.root / "images_flow").is_dir()
         self.missing: dict[tuple[int, str], list[str]] = {}
         self._counts: dict[str, tuple[int, int | None]] = {}
 
@@ -105,6 +137,11 @@ class PreparedData:
             if rec is not None:
                 n = int(rec["num_frames"])
                 self._counts[clip] = (n, n if self.has_flow else None)
+            elif self.layout == "rawframes":
+                d = self.root / clip
+                n = _count_jpgs(d, "img_")
+                nf = min(_count_jpgs(d, "flow_x_"), _count_jpgs(d, "flow_y_")) if self.has_flow else None
+                self._counts[clip] = (n, nf)
             else:
                 n = _count_jpgs(self.root / "images_rgb" / clip)
                 nf = None
@@ -113,6 +150,18 @@ class PreparedData:
                     nf = min(_count_jpgs(flow / "u"), _count_jpgs(flow / "v"))
                 self._counts[clip] = (n, nf)
         return self._counts[clip]
+
+    def rgb_path(self, clip: str, i: int) -> Path:
+        """The JPEG of frame i (0-based) of a clip."""
+        if self.layout == "rawframes":
+            return self.root / clip / RAWFRAMES_RGB.format(i + 1)
+        return self.root / "images_rgb" / clip / f"{i + 1:04d}.jpg"
+
+    def flow_path(self, clip: str, channel: str, i: int) -> Path:
+        """The 8-bit flow JPEG of channel 'u' (x) or 'v' (y), frame i (0-based), of a clip."""
+        if self.layout == "rawframes":
+            return self.root / clip / RAWFRAMES_FLOW[channel].format(i + 1)
+        return self.root / "images_flow" / clip / channel / f"{i + 1:04d}.jpg"
 
     def split(self, number: int, part: str) -> list[ClipRecord]:
         """Records of `{part}_split{number}.txt` that exist on disk (others go to `missing`)."""
@@ -200,7 +249,8 @@ class ClipDataset(Dataset):
         gaze_frame: str = "first",
     ) -> None:
         if use_flow and not data.has_flow:
-            raise ValueError(f"{data.root} has no images_flow/ (prepared with --flow none?)")
+            what = "flow_x_*.jpg files" if data.layout == "rawframes" else "images_flow/"
+            raise ValueError(f"{data.root} has no {what} (prepared with --flow none?)")
         self.data = data
         self.records = list(records)
         self.train = train
@@ -220,16 +270,14 @@ class ClipDataset(Dataset):
         return len(self.records)
 
     def _load(self, rec: ClipRecord, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        root = self.data.root
-        rgb_dir = root / "images_rgb" / rec.name
-        rgb = np.stack([self.data.image(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [T, H, W, 3]
+        data = self.data
+        rgb = np.stack([data.image(data.rgb_path(rec.name, i)) for i in idx])  # [T, H, W, 3]
         flow = None
         if self.use_flow:
             last = (rec.flow_frames or rec.num_frames) - 1
-            fdir = root / "images_flow" / rec.name
             fidx = np.minimum(idx, last)  # dense_flow output has one flow frame fewer
             flow = np.stack(
-                [np.stack([self.data.image(fdir / c / f"{i + 1:04d}.jpg", grey=True) for c in ("u", "v")], -1)
+                [np.stack([data.image(data.flow_path(rec.name, c, i), grey=True) for c in ("u", "v")], -1)
                  for i in fidx]
             )  # [T, H, W, 2]
         return rgb, flow

@@ -313,3 +313,25 @@ def read_manifest(path: Path) -> dict[str, dict]:
             if isinstance(name, str) and clip_name_problem(name) is None:
                 records[name] = rec
     return records
+
+
+MANIFEST = "manifest.jsonl"
+MANIFEST_PARTS = "manifest.shard-*-of-*.jsonl"  # written by `prepare --shard I/N`
+
+
+def read_manifests(root: Path) -> dict[str, dict]:
+    """Every manifest of a prepared folder merged by clip: the shard parts, then `manifest.jsonl`.
+
+    Shards of one run are disjoint; where a clip is recorded in several files (a later run
+    over the same folder, sharded or not), the last file read wins and the clip's `splits`
+    are the union of all its records, so no split membership is lost.
+    """
+    root = Path(root)
+    merged: dict[str, dict] = {}
+    for path in [*sorted(root.glob(MANIFEST_PARTS)), root / MANIFEST]:
+        for clip, rec in read_manifest(path).items():
+            old = merged.get(clip)
+            if old is not None and isinstance(old.get("splits"), list) and isinstance(rec.get("splits"), list):
+                rec = {**rec, "splits": sorted(set(old["splits"]) | set(rec["splits"]))}
+            merged[clip] = rec
+    return merged

@@ -51,10 +51,18 @@ from gaze_attention.data.egtea import (
     clip_name_problem,
     find_split_files,
     parse_clip_name,
-    read_manifest,
+    read_manifests,
     read_split_checked,
 )
 from gaze_attention.data.flow import FLOW_METHODS, FlowComputer
+from gaze_attention.data.shards import (
+    Shard,
+    atomic_copy,
+    atomic_write_text,
+    estimate_message,
+    folder_lock,
+    manifest_name,
+)
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 SETTINGS_FILE = "prepare.json"
@@ -259,8 +267,11 @@ def process_clip(
     size: tuple[int, int] = (340, 256),
     min_frames: int = 24,
     jpeg_quality: int = 95,
+    flow_device: str = "auto",
 ) -> dict:
-    """Prepare one clip and return its manifest record; raises ClipError with the reason."""
+    """Prepare one clip and return its manifest record; raises ClipError with the reason.
+
+    flow_device: where `tvl1-torch` runs (auto: the GPU when there is one)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     if job.gaze_error is not None:
@@ -292,7 +303,7 @@ def process_clip(
     _write_jpegs(tmp / "rgb", frames, jpeg_quality)
     if flow != "none":
         grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-        uv = FlowComputer(flow).video(grey)  # [L, H, W, 2]
+        uv = FlowComputer(flow, device=flow_device).video(grey)  # [L, H, W, 2]
         _write_jpegs(tmp / "flow" / "u", uv[..., 0], jpeg_quality)
         _write_jpegs(tmp / "flow" / "v", uv[..., 1], jpeg_quality)
     np.save(tmp / "gaze.npy", gaze)
@@ -363,9 +374,9 @@ def _worker_init(parent: int | None = None) -> None:
 
 
 def _run_job(args: tuple) -> tuple[str, dict | None, str | None]:
-    job, out_dir, flow, size, min_frames, quality = args
+    job, out_dir, flow, size, min_frames, quality, device = args
     try:
-        return job.name, process_clip(job, out_dir, flow, size, min_frames, quality), None
+        return job.name, process_clip(job, out_dir, flow, size, min_frames, quality, device), None
     except ClipError as e:
         return job.name, None, str(e)
     except Exception as e:  # a bug or an unexpected library error must not stop the others
@@ -555,9 +566,9 @@ def _own_jobs(raw: Path, ann_out: Path | None) -> tuple[list[ClipJob], dict]:
     if ann_out is not None:
         ann_out.mkdir(parents=True, exist_ok=True)
         for fname, names in (("action_idx", classes), ("verb_idx", verbs), ("noun_idx", nouns)):
-            (ann_out / f"{fname}.txt").write_text("".join(f"{s} {i + 1}\n" for i, s in enumerate(names)))
+            atomic_write_text(ann_out / f"{fname}.txt", "".join(f"{s} {i + 1}\n" for i, s in enumerate(names)))
         for part, ls in lines.items():
-            (ann_out / f"{part}_split1.txt").write_text("".join(x + "\n" for x in ls))
+            atomic_write_text(ann_out / f"{part}_split1.txt", "".join(x + "\n" for x in ls))
     return jobs, lines
 
 
@@ -647,33 +658,39 @@ def _load_done(out: Path, flow: str) -> dict[str, dict]:
     # A line cut short by a killed run is skipped by read_manifest: that clip is redone.
     return {
         name: rec
-        for name, rec in read_manifest(out / "manifest.jsonl").items()
+        for name, rec in read_manifests(out).items()
         if all(p.exists() for p in _outputs(out, name, flow))
     }
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    """Refuse to mix clips prepared with different settings in one folder."""
+def _check_settings(out: Path, settings: dict, sharded: bool = False) -> None:
+    """Refuse to mix clips prepared with different settings in one folder.
+
+    Under a lock and written atomically: shards starting together on one folder all see the
+    settings of whichever came first, and a shard with other settings is refused even before
+    any clip is recorded."""
     path = out / SETTINGS_FILE
-    manifest = out / "manifest.jsonl"
-    if path.is_file() and manifest.is_file() and manifest.stat().st_size > 0:
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if diff:
-            what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
-            raise PrepareError(f"{out} was prepared with other settings ({what}); use a new output folder")
-    path.write_text(json.dumps(settings, indent=1) + "\n")
+    with folder_lock(out):
+        manifests = [out / "manifest.jsonl", *out.glob("manifest.shard-*-of-*.jsonl")]
+        started = any(m.is_file() and m.stat().st_size > 0 for m in manifests)
+        if path.is_file() and (started or sharded):
+            old = json.loads(path.read_text())
+            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            if diff:
+                what = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
+                raise PrepareError(f"{out} was prepared with other settings ({what}); use a new output folder")
+        atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
 
 
 def _copy_annotations(ann_dir: Path, dst: Path, splits: list[int]) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for fname in ("action_idx.txt", "verb_idx.txt", "noun_idx.txt"):
         if (ann_dir / fname).is_file():
-            shutil.copyfile(ann_dir / fname, dst / fname)
+            atomic_copy(ann_dir / fname, dst / fname)
     for n, files in find_split_files(ann_dir).items():
         if n in splits:
             for p in files.values():
-                shutil.copyfile(p, dst / p.name)
+                atomic_copy(p, dst / p.name)
 
 
 def prepare(
@@ -688,6 +705,10 @@ def prepare(
     annotations: str | Path | None = None,
     allow_missing_gaze: bool = False,
     progress: bool = True,
+    *,
+    shard: Shard | str | None = None,
+    flow_device: str = "auto",
+    estimate: bool = False,
 ) -> PrepareResult:
     """Prepare a raw data set (EGTEA layout or own recordings) into `out_dir`.
 
@@ -697,6 +718,9 @@ def prepare(
     edge frames repeated). annotations: folder of split lists to use instead of the raw one.
     Finished clips of an earlier run (in `manifest.jsonl`) are skipped. With workers > 1 the
     worker processes are spawned, so scripts must call this under `if __name__ == "__main__":`.
+    shard: `Shard` or "I/N": prepare only that shard's clips, recorded in its own manifest part
+    (see `gaze_attention.data.shards`). flow_device: where `tvl1-torch` runs. estimate: print
+    the expected run time (from a probe of the first clip) to stderr before starting.
     """
     t0 = time.perf_counter()
     if flow not in FLOW_METHODS:
@@ -712,13 +736,19 @@ def prepare(
         _read_labels(raw)
     result = PrepareResult(out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, {"flow": flow, "size": list(size), "min_frames": min_frames})
+    if isinstance(shard, str):
+        try:
+            shard = Shard.parse(shard)
+        except ValueError as e:
+            raise PrepareError(str(e)) from None
+    _check_settings(out, {"flow": flow, "size": list(size), "min_frames": min_frames}, shard is not None)
 
     pool = _LazyPool(workers)  # one set of worker processes for gaze files and clips
+    scale = _ScaleOut(shard, flow_device, estimate, workers)
     try:
         return _prepare(
             raw, out, layout, splits, flow, size, pool, min_frames, jpeg_quality, annotations,
-            allow_missing_gaze, progress, result, t0,
+            allow_missing_gaze, progress, result, t0, scale,
         )  # fmt: skip
     finally:
         pool.close()
@@ -739,7 +769,9 @@ def _prepare(
     progress: bool,
     result: PrepareResult,
     t0: float,
+    scale: _ScaleOut | None = None,
 ) -> PrepareResult:
+    scale = scale or _ScaleOut()
     margin = max(min_frames, 1)
     if layout == "egtea":
         ann_dir = _annotation_dir(raw, annotations)
@@ -760,20 +792,23 @@ def _prepare(
             margin, pool, allow_missing_gaze, result.warnings.append,
         )  # fmt: skip
 
+    jobs = scale.select(jobs)
     for d in ("images_rgb", "gaze") + (("images_flow",) if flow != "none" else ()):
         (out / d).mkdir(exist_ok=True)
-    _remove(out / ".tmp", out)  # half-written clips of a killed run
-    done = _load_done(out, flow)
+    scale.clear_tmp(out, jobs)  # half-written clips of a killed run
+    done = scale.own(_load_done(out, flow), jobs)
     todo = [j for j in jobs if j.name not in done]
     result.skipped = [j.name for j in jobs if j.name in done]
     for j in jobs:
         if j.name in done:  # a clip prepared for one split may now be wanted by another
             done[j.name]["splits"] = sorted(set(done[j.name].get("splits", [])) | set(j.splits))
     records = dict(done)
+    if scale.estimate:
+        print(estimate_message(todo, size, flow, scale.device, pool.workers, scale.shard), file=sys.stderr)
 
-    manifest = open(out / "manifest.jsonl", "a", encoding="utf-8")
+    manifest = open(out / manifest_name(scale.shard), "a", encoding="utf-8")
     bar = _progress(len(todo), progress)
-    args = [(j, str(out), flow, tuple(size), min_frames, jpeg_quality) for j in todo]
+    args = [(j, str(out), flow, tuple(size), min_frames, jpeg_quality, scale.device) for j in todo]
     try:
         if pool.workers > 1 and len(todo) > 1:
             futures = [pool.get().submit(_run_job, a) for a in args]
@@ -787,8 +822,10 @@ def _prepare(
         manifest.close()
     # Rewrite the manifest compactly, in the order of the split lists.
     order = {j.name: i for i, j in enumerate(jobs)}
-    _write_manifest(out, sorted(records.values(), key=lambda r: order.get(r["clip"], 1 << 30)))
-    _remove(out / ".tmp", out)
+    _write_manifest(
+        out, sorted(records.values(), key=lambda r: order.get(r["clip"], 1 << 30)), manifest_name(scale.shard)
+    )
+    scale.clear_tmp(out, jobs)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -811,12 +848,40 @@ def _collect(res, records, result: PrepareResult, manifest, bar) -> None:
     bar.update(1)
 
 
-def _write_manifest(out: Path, records: list[dict]) -> None:
-    tmp = out / "manifest.jsonl.tmp"
+def _write_manifest(out: Path, records: list[dict], name: str = "manifest.jsonl") -> None:
+    tmp = out / f"{name}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec) + "\n")
-    os.replace(tmp, out / "manifest.jsonl")
+    os.replace(tmp, out / name)
+
+
+class _ScaleOut:
+    """What `--shard`, the flow device and the estimate change in a run, kept in one place."""
+
+    def __init__(
+        self, shard: Shard | None = None, device: str = "auto", estimate: bool = False, workers: int = 1
+    ) -> None:
+        self.shard, self.device, self.estimate, self.workers = shard, device, estimate, workers
+
+    def select(self, jobs: list[ClipJob]) -> list[ClipJob]:
+        return jobs if self.shard is None else [j for j in jobs if self.shard.owns(j.name)]
+
+    def own(self, done: dict[str, dict], jobs: list[ClipJob]) -> dict[str, dict]:
+        """A shard's manifest part keeps its own clips only; other shards record theirs."""
+        if self.shard is None:
+            return done
+        names = {j.name for j in jobs}
+        return {k: v for k, v in done.items() if k in names}
+
+    def clear_tmp(self, out: Path, jobs: list[ClipJob]) -> None:
+        """Half-written clips: all of `.tmp/` for a whole run, a shard's own clips only when
+        other shards may be writing theirs there right now."""
+        if self.shard is None:
+            _remove(out / ".tmp", out)
+            return
+        for j in jobs:
+            _remove(out / ".tmp" / j.name, out)
 
 
 def _progress(total: int, enabled: bool):

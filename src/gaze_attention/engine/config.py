@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: engine/precision.py
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,11 @@ class InitSpec:
     attn: str | None = None
     rgb: str | None = None  # single-stream Kinetics I3D (`rgb_imagenet.pt`)
     flow: str | None = None  # (`flow_imagenet.pt`)
+    kinetics: str | None = None  # i3d_both_base.pt, or a folder with it or rgb/flow_imagenet.pt
+    require_backbone: bool = False  # refuse to train without a backbone init (engine/init.py)
 
     def any(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        return any(getattr(self, f.name) for f in fields(self) if f.name != "require_backbone")
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class RunSpec:
 
     out: str | None = None
     seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "fp32"  # auto | fp32 | bf16 | fp16 (autocast); auto: bf16 where faster
     channels_last: bool = True  # channels_last_3d memory format for the Conv3d stacks
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     val_every: int | None = None  # iterations between sparse validations on the test split

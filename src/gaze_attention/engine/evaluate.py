@@ -141,6 +141,10 @@ def evaluate(
     dev = torch.device(device) if device is not None else next(net.parameters()).device
     if batch_size is None:
         batch_size = auto_batch_size(cfg.frames, cfg.crop, dev)
+    if precision == "auto":
+        from gaze_attention.engine.precision import resolve_precision
+
+        precision = resolve_precision(precision, dev).precision
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
 

@@ -109,6 +109,10 @@ def predict_video(
     memory = model_memory_format(net)
     if batch_size is None:
         batch_size = auto_batch_size(cfg.frames, cfg.crop, dev)
+    if precision == "auto":
+        from gaze_attention.engine.precision import resolve_precision
+
+        precision = resolve_precision(precision, dev).precision
     generator = torch.Generator(device=dev).manual_seed(seed)
     starts = window_starts(x_rgb.shape[1], cfg.frames, sparse)
     was_training = net.training

@@ -58,6 +58,8 @@ from gaze_attention.engine.distributed import (
 )
 from gaze_attention.engine.evaluate import autocast_context, evaluate
 from gaze_attention.engine.runlock import claim_for_ranks
+from gaze_attention.engine.init import check_init, init_files
+from gaze_attention.engine.precision import resolve_for_ranks
 from gaze_attention.estimators import eps_schedule
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
@@ -252,15 +254,12 @@ def _num(v: str) -> Any:
 
 
 def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
-    i = cfg.init
-    if not i.any():
+    files = init_files(cfg)
+    if not files:
         return []
-    base, gaze, attn = i.base, i.gaze, i.attn
-    if i.reference_prefix:
-        base = base or f"{i.reference_prefix}_base.pt"
-        gaze = gaze or f"{i.reference_prefix}_gaze.pt"
-        attn = attn or f"{i.reference_prefix}_attn.pt"
-    return load_reference_checkpoint(model, base, gaze, attn, rgb=i.rgb, flow=i.flow)
+    return load_reference_checkpoint(
+        model, files.get("base"), files.get("gaze"), files.get("attn"), rgb=files.get("rgb"), flow=files.get("flow")
+    )
 
 
 class DivergenceWatch:
@@ -316,6 +315,7 @@ def train(
     cfg.validate()
     if cfg.run.out is None:
         raise ValueError("run.out (the run folder) is not set")
+    check_init(cfg)  # before any data is read: a missing Kinetics backbone is said at once
     info = init_distributed(cfg.run.device)
     try:
         lock = claim_for_ranks(cfg.run.out, info, resume=bool(cfg.run.resume), overwrite=overwrite)
@@ -340,6 +340,10 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             f"{info.world_size} processes"
         )
     local_bs = cfg.optim.batch_size // info.world_size
+    choice = resolve_for_ranks(cfg.run.precision, dev, info)
+    precision = choice.precision  # cfg keeps "auto": a resumed run on other hardware decides anew
+    if info.is_main:
+        print(choice, flush=True)
 
     resume_state: dict[str, Any] | None = None
     resume_dir: Path | None = None
@@ -414,7 +418,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         # 2.2 s against 0.08 s per step for the paper network.
         foreach=True,
     )
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.run.precision == "fp16")
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     best_score = -math.inf
     best_ckpt: Path | None = None
     if resume_state is not None:
@@ -510,7 +514,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             sparse=True,
             gaze_mode=eval_gaze_mode(cfg),
             batch_size=None,
-            precision=cfg.run.precision,
+            precision=precision,
             channels_last=cfg.run.channels_last,
             device=dev,
             max_clips=cfg.data.val_max_clips,
@@ -564,7 +568,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
                 if mcfg.use_flow:
                     flow = batch["flow"].to(dev, non_blocking=True).contiguous(memory_format=memory)
                 labels = batch["label"].to(dev, non_blocking=True)
-                with autocast_context(dev, cfg.run.precision):
+                with autocast_context(dev, precision):
                     out = net(rgb, flow, gaze_mode=gaze_mode, tau=cfg.estimator.tau)
                 losses = training_losses(
                     out,
