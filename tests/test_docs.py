@@ -35,12 +35,12 @@ FRESH_TESTS = (
 )
 
 # Run for real (cwd = a workspace with demo_raw/, demo_out/prepared/, a demo-like run folder
-# demo_out/runs/direct-n40-s0/ and my_video.mp4); each must appear in the docs as written.
+# demo_out/runs/direct-n30-s0/ and my_video.mp4); each must appear in the docs as written.
 RUN = [
     "gaze-attention train --preset tiny --print-config",
-    "gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n40-s0",
-    "gaze-attention visualize my_video.mp4 --checkpoint demo_out/runs/direct-n40-s0 --out my_video.gif",
-    "gaze-attention evaluate --data demo_out/prepared --checkpoint demo_out/runs/direct-n40-s0 "
+    "gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0",
+    "gaze-attention visualize my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0 --out my_video.gif",
+    "gaze-attention evaluate --data demo_out/prepared --checkpoint demo_out/runs/direct-n30-s0 "
     "--gaze-mode argmax --json eval.json",
     "gaze-attention prepare demo_raw demo_prepared --flow dis --size 170x128",
 ]
@@ -178,6 +178,10 @@ def test_training_page_preset_table_matches_the_presets():
         row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
         ms = " and ".join(str(m) for m in o["milestones"])
         assert f"SGD lr {o['lr']}, ×{o['gamma']} at {ms}, {o['iters']} iterations, batch {o['batch_size']}" in row
+        if o.get("warmup"):
+            assert f"{o['warmup']} iterations of linear warm-up" in row
+        if y["estimator"].get("eps_end"):
+            assert f"eps from {y['estimator']['eps0']:g} to {y['estimator']['eps_min']:g} over the whole run" in row
         assert row.rstrip(" |").endswith(y["run"]["precision"]), row
 
 
@@ -202,7 +206,7 @@ def workspace(tmp_path_factory):
     cfg = load_config("tiny", over)
     state = {"iteration": 40, "config": cfg.to_dict(), "model_config": model.config.to_dict(),
              "class_names": data.classes}  # fmt: skip
-    run = ws / "demo_out" / "runs" / "direct-n40-s0"  # where the demo puts its direct, seed-0 model
+    run = ws / "demo_out" / "runs" / "direct-n30-s0"  # where the demo puts its direct, seed-0 model
     ck.write_checkpoint(run / "checkpoints" / ck.checkpoint_name("ckpt", 40), model, state)
     shutil.copy(sorted((raw / "cropped_clips").rglob("*.mp4"))[0], ws / "my_video.mp4")
     return ws

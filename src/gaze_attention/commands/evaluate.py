@@ -33,7 +33,7 @@ from gaze_attention.commands._args import (
 
 EXAMPLES = """examples:
   gaze-attention evaluate --data prepared --split 1 --checkpoint runs/paper --json eval.json
-  gaze-attention evaluate --data demo_out/prepared --checkpoint demo_out/runs/direct-n40-s0 --gaze-mode argmax
+  gaze-attention evaluate --data demo_out/prepared --checkpoint demo_out/runs/direct-n30-s0 --gaze-mode argmax
   gaze-attention evaluate --data prepared --reference-prefix weights/i3d_iga_best1 --sparse
 """
 

@@ -41,7 +41,7 @@ REFERENCE_SUFFIXES = ("_base.pt", "_gaze.pt", "_attn.pt")
 
 
 EXAMPLES = """examples:
-  gaze-attention visualize my_video.mp4 --checkpoint demo_out/runs/direct-n40-s0 --out my_video.gif
+  gaze-attention visualize my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0 --out my_video.gif
   gaze-attention visualize prepared/images_rgb/CLIP --checkpoint runs/gaze --compare runs/nogaze \\
       --overlays gradcam,recorded --class label --out compare.png
   gaze-attention visualize kitchen.mp4 --reference-prefix weights/i3d_iga_best1 --out kitchen.mp4 --max-frames 96

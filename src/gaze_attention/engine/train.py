@@ -221,7 +221,8 @@ class _Logger:
         self.row(self.csv_path, row)
         self.text(
             f"iteration {int(row['iteration'])}: loss {row['loss']:.4f} ce {row['ce']:.4f} "
-            f"kl {row['kl']:.4f} do {row['do']:.4f} eps {row['eps']:.4g} lr {row['lr']:.4g} "
+            f"kl {row['kl']:.4f} do {row['do']:.4f} flip {row.get('flip', math.nan):.3g} eps {row['eps']:.4g} "
+            f"lr {row['lr']:.4g} "
             f"grad_norm {row['grad_norm']:.3g} {row['it_per_s']:.3g} it/s"
         )
         if self.tb is not None:
@@ -484,7 +485,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         + f"{cfg.optim.iters} iterations of {cfg.model.preset} ({mcfg.frames} frames at {mcfg.crop}px, "
         f"width {mcfg.width}), estimator {cfg.estimator.name}, batch {cfg.optim.batch_size} on "
         f"{info.world_size} process(es) ({dev}), lr {cfg.optim.lr} x{cfg.optim.gamma} at "
-        f"{list(cfg.optim.milestones)}, precision {cfg.run.precision}, seed {cfg.run.seed}; "
+        f"{list(cfg.optim.milestones)} (warm-up {cfg.optim.warmup}), precision {cfg.run.precision}, seed {cfg.run.seed}; "
         f"data {cfg.data.root} split {cfg.data.split}: {len(records)} training clips of "
         f"{data.num_classes} classes; config {run_dir / 'config.yaml'}"
     )
@@ -658,6 +659,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
                     alarm = watch.check(row)
                     if alarm and info.is_main:
                         print(alarm, file=sys.stderr, flush=True)
+                        logger.text(alarm)
                     sums.zero_()
                     window_n, window_t = 0, time.perf_counter()
                 if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
