@@ -58,10 +58,11 @@ def _preset_values() -> dict[str, dict[str, object]]:
 
     folder = Path(__file__).resolve().parent.parent / "presets"
     out: dict[str, dict[str, object]] = {}
-    for name in ("paper", "tiny"):
+    names = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda n: (n != "paper", n))
+    for name in names:
         try:
             doc = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")) or {}
-        except OSError:
+        except (OSError, yaml.YAMLError):
             continue
         for dest, key in _FLAGS.items():
             section, _, field = key.partition(".")
@@ -96,8 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default=None,
         metavar="NAME|YAML",
-        help="training preset: paper, tiny, or a YAML file of the same shape (default: paper; with "
-        "--resume the run's own config)",
+        help="training preset: paper, tiny, tiny-finetune, or a YAML file of the same shape (default: "
+        "paper; with --resume the run's own config)",
     )
     parser.add_argument("--estimator", choices=("direct", "gumbel_softmax", "straight_through", "none"),
                         help="how the gaze distribution is trained: direct optimization through argmax, "
