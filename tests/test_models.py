@@ -88,6 +88,15 @@ def test_sampling_uses_the_generator(tiny: ga.GazeAttentionNet) -> None:
         b = tiny(rgb, flow, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(a.perturbed, b.perturbed)
     torch.testing.assert_close(a.z, b.z)
+    # noise was drawn (pi + G, not pi) and it comes from the generator: another seed, other noise
+    noise = a.perturbed - a.gaze_logits
+    assert noise.abs().min() > 0
+    with torch.no_grad():
+        c = tiny(rgb, flow, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(c.gaze_logits, a.gaze_logits)  # same network output
+    assert not torch.allclose(c.perturbed - c.gaze_logits, noise)
+    # Gumbel(0, 1): over a few hundred cells the sample mean is near Euler's constant 0.577
+    assert abs(float(noise.mean()) - 0.5772) < 0.25, float(noise.mean())
 
 
 def test_rgb_only_model() -> None:

@@ -1,8 +1,8 @@
 """Command-line entry point: `gaze-attention <command> ...`.
 
 Each subcommand lives in `gaze_attention.commands.<name>` and exposes
-`add_arguments(parser)` and `run(args) -> int`; heavy imports stay inside `run`
-so that `--help` is instant.
+`add_arguments(parser)`, `run(args) -> int` and `EXAMPLES` (the end of its --help); heavy
+imports stay inside `run` so that `--help` is instant.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import traceback
 import warnings
 
 from gaze_attention import __version__
+from gaze_attention.commands._args import HelpFormatter
 
 # name -> module; the one registry of subcommands.
 COMMANDS: dict[str, str] = {
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=doc.splitlines()[0] if doc else None,
             description=doc,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=getattr(module, "EXAMPLES", None),
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gaze_attention.data.begaze import (
+    _MAX_REPORTED,
     BLINK,
     FIXATION,
     NONE,
     SACCADE,
     TRUNCATED,
     GazeFormatError,
+    _parse_row,
     read_begaze,
     read_gaze_csv,
     timecode_to_frame,
@@ -177,13 +179,31 @@ def test_garbage_rows_never_crash_nor_leave_the_unit_square(tmp_path, rows, layo
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(_row, max_size=10))
-def test_garbage_only_is_a_clean_error_or_valid(tmp_path, rows):
+@given(rows=st.lists(_row, max_size=10), good_at=st.one_of(st.none(), st.integers(0, 10)))
+def test_garbage_only_is_a_clean_error_or_valid(tmp_path, rows, good_at):
+    """Which outcome is decided row by row: an error naming the file iff no row parses."""
+    if good_at is not None:
+        rows = [*rows[:good_at], "1\tSMP\t1\t640\t480\t3\tFixation", *rows[good_at:]]
     p = write(tmp_path / "g2.txt", HEADER_7 + rows)
-    try:
-        g = read_begaze(p)
-    except GazeFormatError as e:
-        assert "g2.txt" in str(e)
+    # The per-row verdicts (the row parser itself is pinned by the handcrafted tests above).
+    parsed, bad_lines = 0, []
+    for lineno, row in enumerate(rows, start=len(HEADER_7) + 1):
+        tokens = row.split()
+        if not tokens or tokens[0].startswith("##") or (len(tokens) > 1 and tokens[1] == "MSG"):
+            continue
+        try:
+            _parse_row(tokens)
+            parsed += 1
+        except ValueError:
+            bad_lines.append(lineno)
+    if parsed == 0:
+        with pytest.raises(GazeFormatError, match="g2.txt: no parsable gaze rows") as err:
+            read_begaze(p)
+        if bad_lines:
+            assert f"{len(bad_lines)} malformed, first at line {bad_lines[0]}:" in str(err.value)
         return
+    g = read_begaze(p)
+    assert (g.num_samples, g.malformed) == (parsed, len(bad_lines))
+    assert [line for line, _ in g.malformed_lines] == bad_lines[:_MAX_REPORTED]
     finite = np.isfinite(g.points)
     assert ((g.points[finite] >= 0) & (g.points[finite] <= 1)).all()

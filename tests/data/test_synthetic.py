@@ -74,7 +74,7 @@ def test_gaze_follows_the_handled_object_and_the_hand_is_visible():
 
 
 def test_synth_command_is_deterministic(tmp_path):
-    args = ["--classes", "2", "--train-per-class", "1", "--test-per-class", "1", "--size", "32x24"]
+    args = ["--num-classes", "2", "--train-per-class", "1", "--test-per-class", "1", "--size", "32x24"]
     assert cli_main(["synth", str(tmp_path / "a"), *args, "--frames", "8-10", "--seed", "5"]) == 0
     assert cli_main(["synth", str(tmp_path / "b"), *args, "--frames", "8-10", "--seed", "5"]) == 0
     for rel in ("action_annotation/train_split1.txt", "gaze_data/P01-R01-PastaSalad.txt"):

@@ -151,6 +151,16 @@ def test_quick_demo_end_to_end(tmp_path) -> None:
             assert r["mean_class_accuracy"] - runs[("none", n, s)]["mean_class_accuracy"] == pytest.approx(
                 d["diffs"][plan.seeds.index(s)]
             )
+    # every run keeps its model where the README's quickstart points --checkpoint at
+    n_test = plan.classes * plan.test_per_class
+    for r in payload["runs"]:
+        run_dir = tmp_path / "demo" / "runs" / f"{r['estimator']}-n{r['per_class']}-s{r['seed']}"
+        ckpt = run_dir / "checkpoints" / f"ckpt-{plan.iters:08d}"
+        assert r["checkpoint"] == str(ckpt) and (ckpt / "model.safetensors").is_file()
+        assert (run_dir / "train.log").read_text().rstrip().endswith(f"last checkpoint {ckpt}")
+        # accuracies are counts over the test clips (test_per_class of each class)
+        for key in ("mean_class_accuracy", "overall_accuracy"):
+            assert r[key] * n_test == pytest.approx(round(r[key] * n_test), abs=1e-9), (r["name"], key)
     # direct optimization's activity was logged for every direct run
     act = payload["direct_activity"]
     assert act["runs"] == len(plan.sizes) * len(plan.seeds) and len(act["flip"]) == len(act["iteration"])

@@ -81,6 +81,31 @@ def test_window_starts(length, sparse, expected):
 
 
 def test_confusion_png(tmp_path):
+    import matplotlib
+    from PIL import Image
+
     path = tmp_path / "cm.png"
     save_confusion_png(np.array([[3, 1], [0, 2]]), path, ["x", "y"], title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as im:
+        img = np.asarray(im.convert("RGB")).astype(int)
+    viridis = matplotlib.colormaps["viridis"]
+
+    def mask(share: float) -> np.ndarray:
+        rgb = np.round(np.array(viridis(share)[:3]) * 255)
+        return np.abs(img - rgb).max(-1) <= 2
+
+    def area(share: float) -> int:
+        return int(mask(share).sum())
+
+    def centre(share: float) -> np.ndarray:
+        return np.argwhere(mask(share)).mean(0)  # (row, column) in pixels
+
+    # Row-normalised: the four cells are solid squares of 3/4, 1/4, 0 and 2/2 of their row.
+    cells = {share: area(share) for share in (0.75, 0.25, 0.0, 1.0)}
+    assert min(cells.values()) > 2000, cells
+    assert max(cells.values()) < 1.5 * min(cells.values()), cells
+    assert area(0.5) < 200  # no cell holds a half (only a strip of the colour bar does)
+    # rows are true classes, columns predictions: 3/4 top left, 1/4 top right, 0 bottom left
+    (r75, c75), (r25, c25), (r0, c0) = centre(0.75), centre(0.25), centre(0.0)
+    assert abs(r75 - r25) < 10 and c25 - c75 > 50 and r0 - r75 > 50 and abs(c0 - c75) < 10

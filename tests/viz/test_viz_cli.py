@@ -58,7 +58,7 @@ def test_visualize_prepared_clip_mp4_and_png(tmp_path: Path, runs, prepared_clip
     assert len(frames) == 16 and frames[0].shape[1] == 3 * CROP
     sheet = tmp_path / "p.png"
     assert main(["visualize", str(prepared_clip), "--checkpoint", str(gaze), "--out", str(sheet),
-                 "--overlays", "gaze,sample,recorded", "--mode", "argmax",
+                 "--overlays", "gaze,sample,recorded", "--gaze-mode", "argmax",
                  "--sheet-frames", "3"]) == 0
     with Image.open(sheet) as im:
         assert im.size[0] == 120 + 3 * (3 * CROP + 3)
@@ -67,14 +67,14 @@ def test_visualize_prepared_clip_mp4_and_png(tmp_path: Path, runs, prepared_clip
 def test_visualize_rejects_bad_options(tmp_path: Path, runs, small_video: Path, capsys) -> None:
     gaze, _ = runs
     base = ["visualize", str(small_video), "--checkpoint", str(gaze)]
-    # The CLI's error boundary turns each refusal into one `error:` line and exit status 2.
-    for extra, message in [
-        (["--out", str(tmp_path / "x.gif"), "--overlays", "gaze,halo"], "overlays"),
+    for extra, message in (
+        (["--out", str(tmp_path / "x.gif"), "--overlays", "gaze,halo"], "--overlays"),
         (["--out", str(tmp_path / "x.avi")], ".gif, .mp4 or .png"),
         (["--out", str(tmp_path / "x.gif"), "--class", "juggle"], "not a class"),
         (["--out", str(tmp_path / "x.gif"), "--class", "label"], "no label"),
-    ]:
+    ):
         capsys.readouterr()
-        assert main([*base, *extra]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and message in err
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.startswith("error: ") and "\n" not in err, err
+    assert not list(tmp_path.glob("x.*"))

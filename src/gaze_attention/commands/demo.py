@@ -17,23 +17,40 @@ import argparse
 import shlex
 import sys
 
+from gaze_attention.commands._args import add_deprecated_alias, add_progress_argument, error, positive_int
+
+EXAMPLES = """examples:
+  gaze-attention demo                             # the full ablation, about 25 minutes on 2 CPU cores
+  gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes: under 3 minutes
+  gaze-attention demo --sizes 4 30 --iters 120    # two training-set sizes, longer fine-tuning
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--out", default="demo_out", metavar="DIR",
+        help="output folder: raw/, prepared/, pretrain/, runs/<estimator>-n<clips>-s<seed>/ (checkpoints), report/",
+    )  # fmt: skip
     parser.add_argument(
         "--quick", action="store_true", help="4 classes, 2 seeds, 2 sizes, 16 iterations: a check that it all runs"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", help="paired training seeds (default: 0 1 2 3 4; --quick: 0 1)")
     parser.add_argument(
-        "--sizes", type=int, nargs="+", help="training clips per class (default: 4 10 30; --quick: 4 12)"
+        "--seeds", type=int, nargs="+", metavar="SEED", help="paired training seeds (default: 0 1 2 3 4; --quick: 0 1)"
     )
-    parser.add_argument("--iters", type=int, help="fine-tuning iterations per run (default: 40; --quick: 16)")
-    parser.add_argument("--lr", type=float, help="fine-tuning SGD learning rate (default: 0.01)")
+    parser.add_argument(
+        "--sizes", type=positive_int, nargs="+", metavar="N",
+        help="training clips per class (default: 4 10 30; --quick: 4 12)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--iters", type=positive_int, metavar="N", help="fine-tuning iterations per run (default: 40; --quick: 16)"
+    )
+    parser.add_argument("--lr", type=float, metavar="LR", help="fine-tuning SGD learning rate (default: 0.01)")
     parser.add_argument(
         "--no-pretrain", action="store_true", help="train every arm from scratch instead of the pre-trained backbone"
     )
     parser.add_argument("--no-figure", action="store_true", help="skip the Grad-CAM++ figure")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_progress_argument(parser)
+    add_deprecated_alias(parser, "--quiet", "--no-progress", "no_progress", const=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[1:]
         else "gaze-attention demo"
     )
-    result = run_demo(args.out, quick=args.quick, progress=not args.quiet, command=command, **overrides)
+    try:
+        result = run_demo(args.out, quick=args.quick, progress=not args.no_progress, command=command, **overrides)
+    except ValueError as exc:  # e.g. --out holds a demo made with other data options
+        return error(str(exc))
     print(result.report.read_text())
     print(f"report: {result.report}")
     return 0

@@ -4,7 +4,7 @@ Non-overlapping windows of the model's frame count over each clip (--sparse: at 
 evenly spaced), centre crop, logits averaged over the windows. CKPT is one of our checkpoint
 folders, a file inside one, or a run folder (its best checkpoint, else its last); or give the
 authors' files with --reference-prefix PATH/i3d_iga_best1 (_base.pt, _gaze.pt, _attn.pt).
-Prints the metrics, writes them as JSON with --json and saves a confusion-matrix PNG.
+Prints the metrics, writes them as JSON with --json PATH and saves a confusion-matrix PNG.
 Headline mean class accuracy: mean recall over the classes present in the split; the
 reference's convention (absent classes count 0) is reported as mean_class_accuracy_all.
 Runs under torchrun too (every clip counted once).
@@ -18,62 +18,51 @@ import os
 import sys
 from pathlib import Path
 
-from gaze_attention.commands._args import add_inference_arguments, non_negative_int, positive_int
+from gaze_attention.commands._args import (
+    add_gaze_mode_argument,
+    add_inference_arguments,
+    add_json_argument,
+    add_model_source_arguments,
+    add_progress_argument,
+    add_windows_arguments,
+    add_workers_argument,
+    error,
+    model_overrides,
+    positive_int,
+    resolve_gaze_mode,
+)
+
+EXAMPLES = """examples:
+  gaze-attention evaluate --data prepared --split 1 --checkpoint runs/paper --json eval.json
+  gaze-attention evaluate --data demo_out/prepared --checkpoint demo_out/runs/direct-n30-s0 --gaze-mode argmax
+  gaze-attention evaluate --data prepared --reference-prefix weights/i3d_iga_best1 --sparse
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="prepared data folder")
-    parser.add_argument("--split", type=int, default=1, help="split number (test_splitN.txt); default 1")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="prepared data folder, the output of `prepare` (required)")  # fmt: skip
+    parser.add_argument("--split", type=positive_int, default=1, metavar="N",
+                        help="split number (test_splitN.txt)")  # fmt: skip
     parser.add_argument("--part", choices=("test", "train"), default="test", help="split list to evaluate")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT", help="checkpoint folder/file or run folder")
-    src.add_argument(
-        "--reference-prefix", metavar="PREFIX", help="authors' files PREFIX_base.pt, _gaze.pt, _attn.pt"
-    )
-    parser.add_argument(
-        "--preset", default="paper", help="model preset of --reference-prefix (default paper)"
-    )
-    parser.add_argument(
-        "--model-set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model field of --reference-prefix differing from the preset, e.g. width=0.5 (repeatable)",
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dense", dest="sparse", action="store_false", help="all windows (default)")
-    mode.add_argument("--sparse", dest="sparse", action="store_true", help="at most 10 windows per clip")
-    parser.set_defaults(sparse=False)
-    parser.add_argument(
-        "--gaze-mode",
-        choices=("sample", "argmax", "expected", "none"),
-        default=None,
-        help="gaze the attention head sees: sample (reference, default), argmax, expected, none "
-        "(default none for models trained without gaze)",
-    )
+    add_model_source_arguments(parser)
+    add_windows_arguments(parser)
+    add_gaze_mode_argument(parser)
     add_inference_arguments(parser)
-    parser.add_argument("--workers", type=non_negative_int, default=2, help="clip-decoding worker processes")
+    add_workers_argument(parser, 2, "DataLoader processes decoding clips")
+    parser.add_argument("--max-clips", type=positive_int, default=None, metavar="N",
+                        help="evaluate an evenly spaced subset of N clips (default: all)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, metavar="SEED", help="seed of the gaze samples")
+    add_json_argument(parser, "all metrics and the per-clip results")
     parser.add_argument(
-        "--max-clips", type=positive_int, default=None, help="evaluate an evenly spaced subset"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the gaze samples")
-    parser.add_argument("--json", metavar="FILE", help="write all metrics (and per-clip results) here")
-    parser.add_argument(
-        "--confusion", metavar="PNG", help="confusion-matrix image (default: beside --json, else ./)"
-    )
-    parser.add_argument("--no-progress", action="store_true")
+        "--confusion", metavar="PNG",
+        help="confusion-matrix image (default: beside --json as NAME_confusion.png, else "
+             "./confusion_splitN_MODE.png)",
+    )  # fmt: skip
+    add_progress_argument(parser)
 
 
-def _model_overrides(items: list[str]) -> dict[str, object]:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--model-set {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+_model_overrides = model_overrides  # the name earlier code imported
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -124,13 +113,20 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.models import CheckpointMismatchError
 
+    if not Path(args.data).is_dir():
+        return error(f"--data {args.data}: no such folder (give the output folder of `gaze-attention prepare`)")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        return error(f"--checkpoint {args.checkpoint}: no such file or folder (a run folder or checkpoint)")
+    try:
+        data = PreparedData(args.data)
+    except (FileNotFoundError, ValueError) as exc:
+        return error(f"--data: {exc}")
     info = init_distributed(args.device)
     try:
         choice = resolve_for_ranks(args.precision, info.device, info)
         args.precision = choice.precision
         if info.is_main:
             print(choice, file=sys.stderr)
-        data = PreparedData(args.data)
         source: dict[str, object]
         if args.checkpoint:
             try:
@@ -146,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            gaze_mode = args.gaze_mode or eval_gaze_mode(cfg)
+            gaze_mode = resolve_gaze_mode(args.gaze_mode, eval_gaze_mode(cfg))
             source = {"checkpoint": str(folder), "iteration": read_state(folder)["iteration"]}
         else:
             try:
@@ -160,14 +156,14 @@ def run(args: argparse.Namespace) -> int:
             except (FileNotFoundError, ValueError, TypeError, CheckpointMismatchError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-            gaze_mode = args.gaze_mode or "sample"
+            gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
             source = {"reference_prefix": args.reference_prefix, "preset": args.preset}
         confusion = args.confusion
         if confusion is None:
             mode = "sparse" if args.sparse else "dense"
             confusion = (
                 str(Path(args.json).with_suffix("")) + "_confusion.png"
-                if args.json
+                if args.json and args.json != "-"
                 else f"confusion_split{args.split}_{mode}.png"
             )
         channels_last = info.device.type == "cpu" and args.precision != "fp32"
@@ -193,8 +189,12 @@ def run(args: argparse.Namespace) -> int:
         )
         if info.is_main:
             metrics = {**source, "data": args.data, "split": args.split, "part": args.part, **metrics}
-            print(format_summary(metrics))
-            if args.json:
+            to_stdout = args.json == "-"
+            # with --json - the JSON alone goes to stdout, so that it can be piped
+            print(format_summary(metrics), file=sys.stderr if to_stdout else sys.stdout)
+            if to_stdout:
+                print(json.dumps(metrics, indent=1))
+            elif args.json:
                 _write_json(Path(args.json), metrics)
                 print(f"metrics: {args.json}")
             _write_confusion(confusion, metrics, data.classes)

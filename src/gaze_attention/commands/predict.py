@@ -3,10 +3,8 @@
 Decodes the video (PyAV), resizes it like `prepare`, computes optical flow on the fly (DIS by
 default; tvl1 is the paper's but slow), and averages the logits of non-overlapping windows.
 No gaze recording is needed. CKPT: one of our checkpoints or run folders; or the authors'
-files with --reference-prefix and --classes action_idx.txt.
-
-  gaze-attention predict clip.mp4 --checkpoint runs/paper --top-k 5
-  gaze-attention predict clip.mp4 --checkpoint runs/paper --json > prediction.json
+files with --reference-prefix and --class-names action_idx.txt. Prints the top-k actions
+and, per window, the predicted gaze cells; --json writes the same as JSON.
 """
 
 from __future__ import annotations
@@ -14,30 +12,46 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from gaze_attention.commands._args import add_inference_arguments, frame_size, positive_int
+from gaze_attention.commands._args import (
+    add_class_names_argument,
+    add_gaze_mode_argument,
+    add_inference_arguments,
+    add_json_argument,
+    add_model_source_arguments,
+    add_windows_arguments,
+    error,
+    frame_size,
+    model_overrides,
+    positive_int,
+    resolve_gaze_mode,
+)
+
+EXAMPLES = """examples:
+  gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0   # the demo's model
+  gaze-attention predict cooking.mp4 --checkpoint runs/paper --top-k 5 --json pred.json
+  gaze-attention predict cooking.mp4 --reference-prefix weights/i3d_iga_best1 --class-names action_idx.txt
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", metavar="VIDEO", help="video file (anything FFmpeg decodes)")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT", help="checkpoint folder/file or run folder")
-    src.add_argument("--reference-prefix", metavar="PREFIX", help="authors' PREFIX_{base,gaze,attn}.pt")
+    add_model_source_arguments(parser)
+    add_class_names_argument(parser)
     parser.add_argument(
-        "--classes", metavar="FILE", help="action_idx.txt naming the classes (--reference-prefix)"
-    )
-    parser.add_argument("--preset", default="paper", help="model preset of --reference-prefix")
+        "--flow", choices=("dis", "farneback", "tvl1"), default="dis",
+        help="optical flow computed on the fly: dis (fast), farneback, tvl1 (the paper's, ~0.4 s per frame pair)",
+    )  # fmt: skip
     parser.add_argument(
-        "--flow", choices=("dis", "farneback", "tvl1"), default="dis", help="optical flow method"
-    )
-    parser.add_argument(
-        "--size", type=frame_size, default=None, help="prepared frame size WxH (default 340x256)"
-    )
-    parser.add_argument("--top-k", type=positive_int, default=5)
-    parser.add_argument("--gaze-mode", choices=("sample", "argmax", "expected", "none"), default=None)
-    parser.add_argument("--sparse", action="store_true", help="at most 10 windows")
+        "--size", type=frame_size, default=None, metavar="WxH",
+        help="frame size the video is resized to (default: the training data's, from its manifest, else 340x256)",
+    )  # fmt: skip
+    parser.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="actions listed")
+    add_gaze_mode_argument(parser)
+    add_windows_arguments(parser)
     add_inference_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_argument(parser, "the prediction")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.models import CheckpointMismatchError
 
+    if not Path(args.video).is_file():
+        return error(f"VIDEO {args.video}: no such file")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        return error(f"--checkpoint {args.checkpoint}: no such file or folder (a run folder or checkpoint)")
     device = pick_device(args.device)
     choice = resolve_precision(args.precision, device)
     args.precision = choice.precision
@@ -57,16 +75,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.checkpoint:
             model, cfg, names = load_model(args.checkpoint, device=device)
-            gaze_mode = args.gaze_mode or eval_gaze_mode(cfg)
+            gaze_mode = resolve_gaze_mode(args.gaze_mode, eval_gaze_mode(cfg))
             if size is None and cfg.data.root:
                 size = _prepared_size(cfg.data.root)
         else:
-            if not args.classes:
-                print("error: --reference-prefix needs --classes action_idx.txt", file=sys.stderr)
-                return 2
-            names = read_index(args.classes)
-            model = load_reference_model(args.reference_prefix, len(names), preset=args.preset, device=device)
-            gaze_mode = args.gaze_mode or "sample"
+            if not args.class_names:
+                return error("--reference-prefix needs --class-names action_idx.txt (the authors' files hold no names)")
+            if not Path(args.class_names).is_file():
+                return error(f"--class-names {args.class_names}: no such file")
+            names = read_index(args.class_names)
+            model = load_reference_model(
+                args.reference_prefix, len(names), preset=args.preset, device=device,
+                **model_overrides(args.model_set),
+            )  # fmt: skip
+            gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
         result = predict_video(
             model, args.video, names, flow=args.flow, size=size or (340, 256), top_k=args.top_k,
             gaze_mode=gaze_mode, sparse=args.sparse, batch_size=args.batch_size, precision=args.precision,
@@ -74,14 +96,21 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, CheckpointMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=1) if args.json else format_prediction(result))
+    if args.json is None:
+        print(format_prediction(result))
+    elif args.json == "-":
+        print(json.dumps(result, indent=1))
+    else:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
+        print(format_prediction(result))
+        print(f"prediction: {args.json}")
     return 0
 
 
 def _prepared_size(root: str) -> tuple[int, int] | None:
     """Frame size recorded by `prepare` in the training data's manifest, if still there."""
     import json as _json
-    from pathlib import Path
 
     manifest = Path(root) / "manifest.jsonl"
     if not manifest.is_file():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from gaze_attention.commands._args import add_deprecated_alias, error, frame_size, positive_int
+
 
 def _pair(text: str, sep: str) -> tuple[int, int]:
     try:
@@ -17,32 +19,48 @@ def _pair(text: str, sep: str) -> tuple[int, int]:
     return a, b
 
 
+EXAMPLES = """examples:
+  gaze-attention synth demo_raw                                   # the demo's set: 6 classes, 330 clips
+  gaze-attention synth small_raw --num-classes 3 --train-per-class 4 --test-per-class 2 --size 96x72
+  gaze-attention synth short_raw --frames 12-20 --session-videos  # short clips, with session videos
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_RAW_DIR", help="folder to write the raw set to")
-    parser.add_argument("--classes", type=int, default=6, help="number of classes (default 6)")
-    parser.add_argument("--train-per-class", type=int, default=40, help="default 40")
-    parser.add_argument("--test-per-class", type=int, default=15, help="default 15")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--size", type=lambda s: _pair(s, "x"), default=(170, 128), help="WxH, default 170x128"
-    )
+    parser.add_argument("--num-classes", type=positive_int, default=6, metavar="N", help="number of classes")
+    add_deprecated_alias(parser, "--classes", "--num-classes N", "num_classes", type=positive_int)
+    parser.add_argument("--train-per-class", type=positive_int, default=40, metavar="N",
+                        help="training clips per class")  # fmt: skip
+    parser.add_argument("--test-per-class", type=positive_int, default=15, metavar="N",
+                        help="test clips per class")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, metavar="SEED", help="seed of the generated data")
+    parser.add_argument("--size", type=frame_size, default=(170, 128), metavar="WxH", help="frame size")
     parser.add_argument(
         "--frames",
         type=lambda s: _pair(s, "-"),
         default=(24, 40),
-        help="clip length range MIN-MAX in frames, default 24-40",
+        metavar="MIN-MAX",
+        help="clip length range in frames (default: 24-40)",
     )
-    parser.add_argument("--distractors", type=int, default=2, help="objects besides the held one")
-    parser.add_argument("--sessions", type=int, default=4, help="recordings (gaze files)")
+    parser.add_argument(
+        "--distractors", type=int, default=2, metavar="N", help="moving objects besides the held one"
+    )
+    parser.add_argument("--sessions", type=positive_int, default=4, metavar="N", help="recordings (gaze files)")
     parser.add_argument("--session-videos", action="store_true", help="also write full session videos")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from gaze_attention.data.synthetic import make_synthetic_raw
+
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        return error(f"OUT_RAW_DIR {args.out_dir}: is a file, not a folder")
 
     s = make_synthetic_raw(
         args.out_dir,
-        num_classes=args.classes,
+        num_classes=args.num_classes,
         train_per_class=args.train_per_class,
         test_per_class=args.test_per_class,
         seed=args.seed,

@@ -3,12 +3,9 @@
 A training preset (`paper`, `tiny`, or a YAML file) with overrides: the common flags below
 and `--set section.key=value` for anything else (e.g. `--set estimator.eps0=100`). The
 resolved config is written to OUT/config.yaml and into every checkpoint. --batch-size is the
-global batch, divided over the processes of a torchrun launch:
-
-  gaze-attention train --data prepared/ --split 1 --out runs/paper
-  torchrun --nproc_per_node=4 -m gaze_attention train --data prepared/ --out runs/paper
-  gaze-attention train --resume runs/paper            # continue where it stopped
-
+global batch, divided over the processes of a torchrun launch
+(`torchrun --nproc_per_node=4 -m gaze_attention train ...`). RUN_DIR/train.log keeps what was
+printed, metrics.csv the loss terms; `--resume RUN_DIR` continues where a run stopped.
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits with status 130 / 143; a non-finite
 loss stops with status 3, leaving the last checkpoint intact.
 """
@@ -18,6 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from gaze_attention.commands._args import (
+    add_device_argument,
+    add_precision_argument,
+    add_progress_argument,
+    add_workers_argument,
+    error,
+    positive_int,
+)
 
 # flag dest -> config key
 _FLAGS = {
@@ -40,44 +46,99 @@ _FLAGS = {
 }
 
 
+EXAMPLES = """examples:
+  gaze-attention train --data prepared --split 1 --out runs/paper             # the paper's setting
+  gaze-attention train --data demo_out/prepared --out runs/tiny --preset tiny --iters 300 --workers 0
+  gaze-attention train --preset tiny --print-config                            # show a preset's values
+"""
+
+
+def _preset_values() -> dict[str, dict[str, object]]:
+    """{flag dest: {preset: value}} of the shipped presets, for --help (YAML only: no torch import)."""
+    import yaml
+
+    folder = Path(__file__).resolve().parent.parent / "presets"
+    out: dict[str, dict[str, object]] = {}
+    names = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda n: (n != "paper", n))
+    for name in names:
+        try:
+            doc = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for dest, key in _FLAGS.items():
+            section, _, field = key.partition(".")
+            value = (doc.get(section) or {}).get(field)
+            if value is not None:
+                out.setdefault(dest, {})[name] = value
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="prepared data folder (output of `prepare`)")
-    parser.add_argument("--split", type=int, help="split number (train_splitN.txt); default 1")
-    parser.add_argument("--out", help="run folder for config, logs and checkpoints")
+    presets = _preset_values()
+
+    def dflt(dest: str, otherwise: str) -> str:
+        """The presets' values, e.g. "from the preset: paper 18000, tiny 600"."""
+        values = presets.get(dest)
+        if not values:
+            return otherwise
+        return "from the preset: " + ", ".join(f"{p} {v}" for p, v in values.items())
+
+    def d(dest: str, otherwise: str) -> str:
+        return f" (default: {dflt(dest, otherwise)})"
+
+    parser.add_argument("--data", metavar="DIR",
+                        help="prepared data folder, the output of `prepare` (required unless --resume or "
+                             "--print-config; default: none)")  # fmt: skip
+    parser.add_argument("--split", type=positive_int, metavar="N",
+                        help="split number (train_splitN.txt)" + d("split", "1"))  # fmt: skip
+    parser.add_argument("--out", metavar="DIR",
+                        help="run folder for config, logs and checkpoints (required unless --resume or "
+                             "--print-config; default: none)")  # fmt: skip
     parser.add_argument(
         "--preset",
         default=None,
-        help="training preset: paper (default), tiny, or a YAML file; with --resume the run's own config",
+        metavar="NAME|YAML",
+        help="training preset: paper, tiny, tiny-finetune, or a YAML file of the same shape (default: "
+        "paper; with --resume the run's own config)",
     )
-    parser.add_argument("--estimator", choices=("direct", "gumbel_softmax", "straight_through", "none"))
-    parser.add_argument("--iters", type=int, help="total training iterations")
-    parser.add_argument("--batch-size", type=int, help="global batch size (divided over processes)")
-    parser.add_argument("--lr", type=float, help="initial learning rate")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"), help="autocast precision (presets: auto)"
-    )
-    parser.add_argument("--workers", type=int, help="DataLoader workers per process (0: main process)")
-    parser.add_argument(
-        "--val-every", type=int, help="sparse validation on the test split every N iterations"
-    )
-    parser.add_argument("--max-train-per-class", type=int, help="subsample the train split per class")
-    parser.add_argument("--device", help="auto (default: cuda if available), cpu, cuda, cuda:N")
+    parser.add_argument("--estimator", choices=("direct", "gumbel_softmax", "straight_through", "none"),
+                        help="how the gaze distribution is trained: direct optimization through argmax, "
+                             "Gumbel-Softmax, straight-through, or none (no gaze)"
+                             + d("estimator", "direct"))  # fmt: skip
+    parser.add_argument("--iters", type=positive_int, metavar="N",
+                        help="total training iterations" + d("iters", "18000"))  # fmt: skip
+    parser.add_argument("--batch-size", type=positive_int, metavar="N",
+                        help="global batch size in clips, divided over torchrun processes"
+                             + d("batch_size", "8"))  # fmt: skip
+    parser.add_argument("--lr", type=float, metavar="LR",
+                        help="initial SGD learning rate (x0.1 at optim.milestones)" + d("lr", "0.032"))
+    parser.add_argument("--seed", type=int, metavar="SEED",
+                        help="seed of data order, augmentation, Gumbel noise and dropout" + d("seed", "0"))
+    add_precision_argument(parser, default=None, default_text=dflt("precision", "auto"))
+    add_workers_argument(parser, None, "DataLoader processes per training process", dflt("workers", "2"))
+    parser.add_argument("--val-every", type=positive_int, metavar="N",
+                        help="sparse validation on the test split every N iterations (default: none)")
+    parser.add_argument("--max-train-per-class", type=positive_int, metavar="N",
+                        help="keep at most N training clips per class, a seeded choice (default: all)")
+    add_device_argument(parser, default=None, default_text="auto")
     parser.add_argument(
         "--init-reference",
         metavar="PREFIX",
-        help="authors' files PREFIX_{base,gaze,attn}.pt as initialisation",
+        help="initialise from the authors' files PREFIX_{base,gaze,attn}.pt (default: none)",
     )
-    parser.add_argument("--init-base", metavar="PT", help="two-stream backbone init, e.g. i3d_both_base.pt")
+    parser.add_argument("--init-base", metavar="PT",
+                        help="two-stream backbone initialisation, e.g. i3d_both_base.pt (default: none)")
     parser.add_argument(
         "--kinetics",
         metavar="PATH",
-        help="Kinetics backbone: i3d_both_base.pt, or a folder with it or rgb_imagenet.pt + flow_imagenet.pt",
+        help="Kinetics backbone: i3d_both_base.pt, or a folder with it or rgb_imagenet.pt + flow_imagenet.pt "
+        "(required by the paper preset unless --from-scratch; default: none)",
     )
     parser.add_argument(
-        "--from-scratch", action="store_true", help="train without the backbone the paper preset requires"
+        "--from-scratch", action="store_true", help="train without the Kinetics backbone the paper preset requires"
     )
-    parser.add_argument("--resume", metavar="PATH", help="run folder or checkpoint to continue from")
+    parser.add_argument("--resume", metavar="PATH",
+                        help="run folder or checkpoint to continue from (default: start afresh)")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -86,18 +147,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="any config key, e.g. optim.milestones=[4000,7000] or run.channels_last=false (repeatable)",
+        help="any config key, e.g. optim.milestones=[4000,7000] or run.channels_last=false "
+             "(repeatable; default: none)",
     )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_progress_argument(parser)
+    parser.add_argument(
+        "--print-config", action="store_true",
+        help="print the resolved config (YAML) and exit; needs no --data or --out",
+    )  # fmt: skip
 
 
 def _run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def build_config(args: argparse.Namespace):
-    """The resolved TrainConfig of a command line."""
+def build_config(args: argparse.Namespace, require_paths: bool = True):
+    """The resolved TrainConfig of a command line (`require_paths`: --data and --out must be set)."""
     from gaze_attention.engine.checkpoint import read_state, resolve_resume
     from gaze_attention.engine.config import TrainConfig, load_config
 
@@ -120,7 +185,7 @@ def build_config(args: argparse.Namespace):
         overrides["init.require_backbone"] = False
     cfg = base.with_overrides(overrides).with_overrides(args.overrides).validate()
     missing = [k for k, v in (("--data", cfg.data.root), ("--out", cfg.run.out)) if v is None]
-    if missing:
+    if missing and require_paths:
         raise ValueError(f"missing {' and '.join(missing)}")
     return cfg
 
@@ -132,14 +197,18 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.engine.init import InitRequiredError, check_init
     from gaze_attention.engine.train import NonFiniteLossError, train
 
+    if args.resume and not Path(args.resume).exists():
+        return error(f"--resume {args.resume}: no such run folder or checkpoint")
     try:
-        cfg = build_config(args)
+        cfg = build_config(args, require_paths=not args.print_config)
     except (ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
+    if not Path(cfg.data.root).is_dir():
+        return error(f"--data {cfg.data.root}: no such folder (give the output folder of `gaze-attention prepare`)")
     try:
         check_init(cfg)
     except (InitRequiredError, FileNotFoundError) as exc:

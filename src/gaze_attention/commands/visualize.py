@@ -11,82 +11,98 @@ Overlays (--overlays, comma-separated): gaze = softmax(pi) per slice, upsampled;
 sample = the gaze cell the attention head used (white box); recorded = the recorded
 fixation (magenta dot, prepared clips only); attention = sigmoid(a); gradcam =
 Grad-CAM++ of Mixed_5c (both streams summed) for the predicted class or --class.
-
-Example:
-  gaze-attention visualize data/images_rgb/P04-R06-GreekSalad-682170-683940-F016368-F016419 \\
-      --checkpoint runs/gaze --compare runs/nogaze --out fig.gif
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from gaze_attention.commands._args import frame_size
+from gaze_attention.commands._args import (
+    GAZE_MODES,
+    add_class_names_argument,
+    add_deprecated_alias,
+    add_device_argument,
+    add_gaze_mode_argument,
+    add_model_source_arguments,
+    error,
+    frame_size,
+    model_overrides,
+    non_negative_int,
+    positive_int,
+    resolve_gaze_mode,
+)
 
 # Kept literal so that `--help` does not import torch (see gaze_attention.viz.render.OVERLAYS).
 DEFAULT_OVERLAYS = "gaze,sample,recorded,attention,gradcam"
 REFERENCE_SUFFIXES = ("_base.pt", "_gaze.pt", "_attn.pt")
 
 
+EXAMPLES = """examples:
+  gaze-attention visualize my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0 --out my_video.gif
+  gaze-attention visualize prepared/images_rgb/CLIP --checkpoint runs/gaze --compare runs/nogaze \\
+      --overlays gradcam,recorded --class label --out compare.png
+  gaze-attention visualize kitchen.mp4 --reference-prefix weights/i3d_iga_best1 --out kitchen.mp4 --max-frames 96
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT",
                         help="a video file or a prepared clip folder PREPARED/images_rgb/<clip>")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
-                        help="run folder, checkpoint folder, or the authors' *_base.pt prefix")
-    parser.add_argument("--out", required=True, metavar="FILE", help="output .gif, .mp4 or .png")
+    add_model_source_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FILE", help="output .gif, .mp4 or .png (required)")
     parser.add_argument("--compare", metavar="CKPT2",
-                        help="a second model shown beside the first (e.g. trained without gaze)")
-    parser.add_argument("--overlays", default=DEFAULT_OVERLAYS,
+                        help="a second model shown beside the first, e.g. one trained without gaze: a run "
+                             "or checkpoint folder, or the authors' PREFIX (default: none)")
+    parser.add_argument("--overlays", default=DEFAULT_OVERLAYS, metavar="LIST",
                         help=f"comma-separated subset of {DEFAULT_OVERLAYS} (default: all)")
     parser.add_argument("--class", dest="target", metavar="NAME|ID",
                         help="class Grad-CAM++ explains: a class name, a 0-based index, or "
                              "'label' for the clip's label (default: each model's prediction)")
     parser.add_argument("--norm", choices=("frame", "clip"), default="frame",
                         help="normalise attention and Grad-CAM++ per frame or over the clip")
-    parser.add_argument("--mode", choices=("auto", "sample", "argmax", "expected", "none"),
-                        default="auto",
-                        help="gaze the head sees: a Gumbel-max sample (the reference's test "
-                             "time), the argmax, the expectation, or none; auto = none for "
-                             "models trained without gaze, else sample")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the gaze samples")
-    parser.add_argument("--start", type=int, default=0, help="first frame (default 0)")
-    parser.add_argument("--max-frames", type=int, default=240,
-                        help="frames to show at most (default 240; 0 = all)")
-    parser.add_argument("--fps", type=float, default=None,
+    add_gaze_mode_argument(parser)
+    add_deprecated_alias(parser, "--mode", "--gaze-mode", "gaze_mode", choices=GAZE_MODES)
+    parser.add_argument("--seed", type=int, default=0, metavar="SEED",
+                        help="seed of the gaze samples (window w uses SEED + w)")
+    parser.add_argument("--start", type=non_negative_int, default=0, metavar="N", help="first frame")
+    parser.add_argument("--max-frames", type=non_negative_int, default=240, metavar="N",
+                        help="frames to show at most; 0 = all")
+    parser.add_argument("--fps", type=float, default=None, metavar="FPS",
                         help="output frame rate (default: the input's)")
-    parser.add_argument("--sheet-frames", type=int, default=8,
-                        help="columns of a .png contact sheet (default 8)")
+    parser.add_argument("--sheet-frames", type=positive_int, default=8, metavar="N",
+                        help="columns of a .png contact sheet")
     parser.add_argument("--layout", choices=("auto", "columns", "rows"), default="auto",
                         help="video layout: columns = models side by side, maps stacked; rows "
                              "= a row of maps per model; auto = columns with --compare, else rows")
     parser.add_argument("--layer", action="append", metavar="MODULE",
                         help="Grad-CAM++ layer, repeatable; maps are summed (default: "
                              "backbone.model_rgb.Mixed_5c and backbone.model_flow.Mixed_5c)")
-    parser.add_argument("--size", type=frame_size, default=(340, 256),
-                        help="WxH a video is resized to before the centre crop (default "
-                             "340x256, as `prepare` writes)")
-    parser.add_argument("--num-classes", type=int, default=106,
-                        help="classes of the authors' .pt files (default 106)")
+    parser.add_argument("--size", type=frame_size, default=(340, 256), metavar="WxH",
+                        help="frame size a video is resized to before the centre crop, as `prepare` writes")
+    parser.add_argument("--num-classes", type=positive_int, default=106, metavar="N",
+                        help="classes of --reference-prefix files (ignored with --class-names)")
+    add_class_names_argument(parser)
     parser.add_argument("--names", metavar="A[,B]",
                         help="titles of the models (default: run folder and estimator)")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    add_device_argument(parser)
 
 
 def _is_reference(path: str) -> bool:
     return path.endswith(REFERENCE_SUFFIXES) or Path(f"{path}_base.pt").is_file()
 
 
-def _load(path: str, device: str, num_classes: int) -> tuple[Any, list[str] | None, str, str]:
+def _load(path: str, device: str, num_classes: int, reference: bool, preset: str = "paper",
+          overrides: dict[str, Any] | None = None) -> tuple[Any, list[str] | None, str, str]:
     """(model in eval mode, class names or None, default title, gaze mode for 'auto')."""
     from gaze_attention.engine.checkpoint import load_model, load_reference_model, resolve_checkpoint
     from gaze_attention.engine.train import eval_gaze_mode
 
-    if _is_reference(path):
-        model = load_reference_model(path, num_classes=num_classes, device=device)
+    if reference:
+        model = load_reference_model(path, num_classes=num_classes, preset=preset, device=device,
+                                     **(overrides or {}))
         prefix = path
         for suffix in REFERENCE_SUFFIXES:
             prefix = prefix.removesuffix(suffix)
@@ -109,36 +125,93 @@ def _resolve_target(text: str | None, class_names: list[str] | None, num_classes
             return (exact or folded)[0]
     if text.isdigit() and int(text) < num_classes:
         return int(text)
-    raise SystemExit(f"--class {text!r}: not a class name or an index below {num_classes}")
+    raise ValueError(f"--class {text!r}: not a class name or an index below {num_classes}")
+
+
+def _model_problem(flag: str, path: str, reference: bool) -> str | None:
+    """Why `path` given to `flag` cannot be loaded, found before importing torch; None if it may."""
+    if reference:
+        prefix = path
+        for suffix in REFERENCE_SUFFIXES:
+            prefix = prefix.removesuffix(suffix)
+        missing = [prefix + s for s in REFERENCE_SUFFIXES if not Path(prefix + s).is_file()]
+        if missing:
+            return f"{flag} {path}: missing {', '.join(missing)} (the authors' three files)"
+        return None
+    if not Path(path).exists():
+        return (f"{flag} {path}: no such file or folder (a run folder, a checkpoint folder, or "
+                "--reference-prefix for the authors' files)")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
+    from gaze_attention.data.egtea import read_index
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".gif", ".mp4", ".png"):
+        return error(f"--out must end in .gif, .mp4 or .png, got {out.name}")
+    if not Path(args.input).exists():
+        return error(f"INPUT {args.input}: no such video file or prepared clip folder")
+    primary, reference = args.checkpoint, False
+    if args.reference_prefix:
+        primary, reference = args.reference_prefix, True
+    elif _is_reference(primary):  # the spelling of earlier releases
+        print("gaze-attention: note: --checkpoint with the authors' files is deprecated and will be "
+              "removed in the next release; use --reference-prefix", file=sys.stderr)
+        reference = True
+    flag = "--reference-prefix" if args.reference_prefix else "--checkpoint"
+    specs = [(flag, primary, reference)]
+    if args.compare:
+        specs.append(("--compare", args.compare, _is_reference(args.compare)))
+    for f, p, r in specs:
+        problem = _model_problem(f, p, r)
+        if problem:
+            return error(problem)
+    num_classes = args.num_classes
+    names_file: list[str] | None = None
+    if args.class_names:
+        if not Path(args.class_names).is_file():
+            return error(f"--class-names {args.class_names}: no such file")
+        names_file = read_index(args.class_names)
+        num_classes = len(names_file)
+    try:
+        overlays_and_models = _prepare(args, specs, num_classes)
+    except ValueError as exc:
+        return error(str(exc))
+    return _render(args, out, *overlays_and_models, names_file)
+
+
+def _prepare(args: argparse.Namespace, specs: list[tuple[str, str, bool]], num_classes: int
+             ) -> tuple[Any, str, list[tuple[Any, list[str] | None, str, str]], list[str]]:
     import torch
 
-    from gaze_attention.viz.inputs import load_input
-    from gaze_attention.viz.render import parse_overlays, render_clip
+    from gaze_attention.engine.checkpoint import CheckpointError
+    from gaze_attention.models import CheckpointMismatchError
+    from gaze_attention.viz.render import parse_overlays
 
     try:
         overlays = parse_overlays(args.overlays)
     except ValueError as exc:
-        raise SystemExit(f"--overlays: {exc}") from None
-    out = Path(args.out)
-    if out.suffix.lower() not in (".gif", ".mp4", ".png"):
-        raise SystemExit(f"--out must end in .gif, .mp4 or .png, got {out.name}")
+        raise ValueError(f"--overlays: {exc}") from None
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    paths = [args.checkpoint] + ([args.compare] if args.compare else [])
-    loaded = [_load(p, device, args.num_classes) for p in paths]
+    overrides = model_overrides(args.model_set)
+    loaded = []
+    for flag, path, reference in specs:
+        try:
+            loaded.append(_load(path, device, num_classes, reference, args.preset, overrides))
+        except (CheckpointError, CheckpointMismatchError, FileNotFoundError, TypeError) as exc:
+            raise ValueError(f"{flag} {path}: {exc}") from None
+    paths = [p for _, p, _ in specs]
     models = [m for m, _, _, _ in loaded]
     ref = models[0].config
     for m, p in zip(models[1:], paths[1:], strict=True):
         if m.config.num_classes != ref.num_classes:
-            raise SystemExit(f"{p} has {m.config.num_classes} classes, {paths[0]} has "
+            raise ValueError(f"{p} has {m.config.num_classes} classes, {paths[0]} has "
                              f"{ref.num_classes}: they cannot be compared")
         if (m.config.crop, m.config.use_flow) != (ref.crop, ref.use_flow):
-            raise SystemExit(f"{p} takes crop {m.config.crop} / flow {m.config.use_flow}, "
+            raise ValueError(f"{p} takes crop {m.config.crop} / flow {m.config.use_flow}, "
                              f"{paths[0]} crop {ref.crop} / flow {ref.use_flow}: compare models "
                              "with the same input")
     titles = [t for _, _, t, _ in loaded]
@@ -147,23 +220,38 @@ def run(args: argparse.Namespace) -> int:
         titles[: len(given)] = given[: len(titles)]
     if len(set(titles)) < len(titles):
         titles = [f"{i + 1}. {t}" for i, t in enumerate(titles)]
+    return overlays, device, loaded, titles
 
-    clip, data_classes = load_input(
-        args.input, crop=ref.crop, use_flow=ref.use_flow, start=args.start,
-        max_frames=args.max_frames or None, size=args.size,
-    )
-    class_names = next((c for _, c, _, _ in loaded if c), None) or data_classes
+
+def _render(args: argparse.Namespace, out: Path, overlays: Any, device: str,
+            loaded: list[tuple[Any, list[str] | None, str, str]], titles: list[str],
+            names_file: list[str] | None) -> int:
+    from gaze_attention.viz.inputs import load_input
+    from gaze_attention.viz.render import render_clip
+
+    models = [m for m, _, _, _ in loaded]
+    ref = models[0].config
+    try:
+        clip, data_classes = load_input(
+            args.input, crop=ref.crop, use_flow=ref.use_flow, start=args.start,
+            max_frames=args.max_frames or None, size=args.size,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        return error(f"INPUT {args.input}: {exc}")
+    class_names = next((c for _, c, _, _ in loaded if c), None) or names_file or data_classes
     if class_names is not None and len(class_names) != ref.num_classes:
         class_names = None
-    target = _resolve_target(args.target, class_names, ref.num_classes)
+    try:
+        target = _resolve_target(args.target, class_names, ref.num_classes)
+    except ValueError as exc:
+        return error(str(exc))
     if target == "label" and clip.label is None:
-        raise SystemExit("--class label: the input has no label (use a prepared clip that is "
-                         "in a split list)")
+        return error("--class label: the input has no label (use a prepared clip that is in a split list)")
 
     models_by_title: dict[str, Any] = {}
     modes: dict[str, str] = {}
     for (model, _, _, auto_mode), title in zip(loaded, titles, strict=True):
-        mode = auto_mode if args.mode == "auto" else args.mode
+        mode = resolve_gaze_mode(args.gaze_mode, auto_mode)
         if mode != "sample":
             title = f"{title} (gaze: {mode})"
         models_by_title[title] = model

@@ -57,9 +57,9 @@ from gaze_attention.engine.distributed import (
     shutdown,
 )
 from gaze_attention.engine.evaluate import autocast_context, evaluate
-from gaze_attention.engine.runlock import claim_for_ranks
 from gaze_attention.engine.init import check_init, init_files
 from gaze_attention.engine.precision import resolve_for_ranks
+from gaze_attention.engine.runlock import claim_for_ranks
 from gaze_attention.estimators import eps_schedule
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
@@ -169,17 +169,34 @@ class _StopRequest:
 
 
 class _Logger:
-    """CSV + TensorBoard scalars on rank 0; nothing elsewhere."""
+    """CSV + TensorBoard scalars + a text log (train.log) on rank 0; nothing elsewhere.
+
+    train.log keeps what a user would have seen (config summary, a row every log_every
+    iterations, validations, warnings, the final checkpoint) for runs whose terminal is gone;
+    a resumed run appends to it.
+    """
 
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, start: int) -> None:
         self.enabled = enabled
         self.tb = None
         self.csv_path = run_dir / "metrics.csv"
         self.val_path = run_dir / "validation.csv"
+        self.log_path = run_dir / "train.log"
+        self._showwarning = None
         if not enabled:
             return
         _truncate_csv(self.csv_path, start)
         _truncate_csv(self.val_path, start)
+        if start == 0:
+            self.log_path.unlink(missing_ok=True)
+        # Warnings are shown as usual and also kept in the log.
+        self._showwarning = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            self.text(f"warning: {category.__name__}: {message}")
+            self._showwarning(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -196,10 +213,22 @@ class _Logger:
                 w.writeheader()
             w.writerow(row)
 
+    def text(self, line: str) -> None:
+        if not self.enabled:
+            return
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
     def train(self, row: dict[str, float]) -> None:
         if not self.enabled:
             return
         self.row(self.csv_path, row)
+        self.text(
+            f"iteration {int(row['iteration'])}: loss {row['loss']:.4f} ce {row['ce']:.4f} "
+            f"kl {row['kl']:.4f} do {row['do']:.4f} flip {row.get('flip', math.nan):.3g} eps {row['eps']:.4g} "
+            f"lr {row['lr']:.4g} "
+            f"grad_norm {row['grad_norm']:.3g} {row['it_per_s']:.3g} it/s"
+        )
         if self.tb is not None:
             for k in SCALARS:
                 if k in row:
@@ -209,6 +238,8 @@ class _Logger:
         if not self.enabled:
             return
         self.row(self.val_path, {"iteration": iteration, **m})
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, int | float) and v is not None)
+        self.text(f"validation @ {iteration}: {shown}")
         if self.tb is not None:
             for k, v in m.items():
                 if isinstance(v, int | float) and v is not None and math.isfinite(v):
@@ -217,6 +248,9 @@ class _Logger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+        if self._showwarning is not None:
+            warnings.showwarning = self._showwarning
+            self._showwarning = None
 
 
 def _truncate_csv(path: Path, start: int) -> None:
@@ -461,6 +495,15 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
     logger = _Logger(run_dir, info.is_main, cfg.run.tensorboard, start)
     history = _read_rows(logger.csv_path) if info.is_main and start else []
     validation = _read_rows(logger.val_path) if info.is_main and start else []
+    logger.text(
+        (f"resumed from {resume_dir} at iteration {start}; " if start else "")
+        + f"{cfg.optim.iters} iterations of {cfg.model.preset} ({mcfg.frames} frames at {mcfg.crop}px, "
+        f"width {mcfg.width}), estimator {cfg.estimator.name}, batch {cfg.optim.batch_size} on "
+        f"{info.world_size} process(es) ({dev}), lr {cfg.optim.lr} x{cfg.optim.gamma} at "
+        f"{list(cfg.optim.milestones)} (warm-up {cfg.optim.warmup}), precision {cfg.run.precision}, seed {cfg.run.seed}; "
+        f"data {cfg.data.root} split {cfg.data.split}: {len(records)} training clips of "
+        f"{data.num_classes} classes; config {run_dir / 'config.yaml'}"
+    )
 
     estimator = cfg.estimator.name
     gaze_mode = TRAIN_GAZE_MODE[estimator]
@@ -631,6 +674,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
                     alarm = watch.check(row)
                     if alarm and info.is_main:
                         print(alarm, file=sys.stderr, flush=True)
+                        logger.text(alarm)
                     sums.zero_()
                     window_n, window_t = 0, time.perf_counter()
                 if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
@@ -643,6 +687,9 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
                     last_ckpt, saved_at = save(it), it
             if saved_at != it:
                 last_ckpt = save(it)
+    except NonFiniteLossError as exc:
+        logger.text(f"error: {exc}")
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -652,6 +699,12 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             f"{stop.signal_name or 'stop request'}: saved checkpoint {last_ckpt} at iteration {it}; "
             f"continue with --resume {run_dir}",
             flush=True,
+        )
+        logger.text(f"{stop.signal_name or 'stop request'}: stopped at iteration {it}; checkpoint {last_ckpt}")
+    else:
+        logger.text(
+            f"done: {it} iterations; last checkpoint {last_ckpt}"
+            + (f"; best checkpoint {best_ckpt}" if best_ckpt else "")
         )
     _sync_buffers(model, info)
     barrier(info)
