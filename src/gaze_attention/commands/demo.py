@@ -7,7 +7,7 @@ sizes, straight_through at the largest) over 5 paired seeds; evaluates each and 
 DIR/report/README.md: the paired differences direct - none and direct - gumbel_softmax with 95 %
 confidence intervals per size, accuracy per arm, training curves, how long direct optimization
 acted, the estimators' gradient bias against exact enumeration, and a Grad-CAM++ figure.
-No download, no GPU: about 25 minutes on 2 CPU cores (--quick: 2 seeds, 2 sizes, under 3 minutes).
+No download, no GPU: about 26 minutes on 2 CPU cores (--quick: 2 seeds, 2 sizes, under 3 minutes).
 An interrupted demo rerun with the same --out continues where it stopped.
 """
 
@@ -20,7 +20,7 @@ import sys
 from gaze_attention.commands._args import add_deprecated_alias, add_progress_argument, error, positive_int
 
 EXAMPLES = """examples:
-  gaze-attention demo                             # the full ablation, about 25 minutes on 2 CPU cores
+  gaze-attention demo                             # the full ablation, about 26 minutes on 2 CPU cores
   gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes: under 3 minutes
   gaze-attention demo --sizes 4 30 --iters 120    # two training-set sizes, longer fine-tuning
 """
