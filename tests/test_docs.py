@@ -129,6 +129,12 @@ def test_other_shell_commands_are_known():
     """Anything else shown in a shell block is one of these (so a new kind gets a check here)."""
     allowed = ("gaze-attention ", "torchrun ", "python benchmarks/", "python3 -m venv ", "tensorboard ")
     for page, line in COMMANDS_SHOWN:
+        if line.startswith("pip install "):  # setting up: only torch or this package, as .ci/run does
+            assert re.fullmatch(r'pip install (torch\S*|-e "?\.(\[test\])?"?)\s*(#.*)?', line), f"{page}: `{line}`"
+            continue
+        if line.startswith("python -c "):  # a one-liner: it must at least compile
+            compile(shlex.split(line)[2], f"{page}: {line}", "exec")
+            continue
         assert line.startswith(allowed), f"{page}: no docs check covers `{line}`"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     # the two fresh-machine lines, exactly (CI runs the second one through .ci/run)

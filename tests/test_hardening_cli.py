@@ -103,8 +103,9 @@ def test_a_pickle_with_code_is_refused_with_a_plain_reason(tmp_path, capsys):
     classes.write_text("a 1\nb 2\n")
     for suffix in ("gaze", "attn"):
         torch.save({}, tmp_path / f"evil_{suffix}.pt")
+    (tmp_path / "v.mp4").write_bytes(b"")  # exists: the weights are read before the video
     args = ["predict", str(tmp_path / "v.mp4"), "--reference-prefix", str(tmp_path / "evil"),
-            "--classes", str(classes), "--preset", "tiny"]  # fmt: skip
+            "--class-names", str(classes), "--preset", "tiny"]  # fmt: skip
     assert cli.main(args) == 2
     err = _err(capsys)
     assert "holds Python code" in err and "weights_only" not in err and "Traceback" not in err
@@ -113,11 +114,16 @@ def test_a_pickle_with_code_is_refused_with_a_plain_reason(tmp_path, capsys):
 def test_missing_inputs_are_messages(tmp_path, capsys):
     # evaluate: --data that is not prepared data
     assert cli.main(["evaluate", "--data", str(tmp_path / "nope"), "--checkpoint", str(tmp_path)]) == 2
+    assert f"--data {tmp_path / 'nope'}: no such folder" in _err(capsys)
+    (tmp_path / "notprepared").mkdir()
+    assert cli.main(["evaluate", "--data", str(tmp_path / "notprepared"), "--checkpoint", str(tmp_path)]) == 2
     assert "no images_rgb/ folder" in _err(capsys)
     # visualize: a missing checkpoint
-    assert cli.main(["visualize", "v.mp4", "--checkpoint", str(tmp_path / "nope"), "--out", "x.gif"]) == 2
+    (tmp_path / "v.mp4").write_bytes(b"")
+    argv = ["visualize", str(tmp_path / "v.mp4"), "--checkpoint", str(tmp_path / "nope"), "--out", "x.gif"]
+    assert cli.main(argv) == 2
     err = _err(capsys)
-    assert f"checkpoint not found: {tmp_path / 'nope'}" in err and "Traceback" not in err
+    assert f"--checkpoint {tmp_path / 'nope'}: no such file or folder" in err and "Traceback" not in err
 
 
 def test_missing_split_list_is_a_message_in_train(tmp_path, capsys):

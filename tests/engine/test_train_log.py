@@ -60,6 +60,6 @@ def test_train_log_rows_validation_warnings_final_checkpoint_and_resume(
     assert [line.split(":")[0] for line in new if line.startswith("iteration ")] == ["iteration 6"]
     assert new[-1].startswith(f"done: 6 iterations; last checkpoint {resumed.last_checkpoint}")
 
-    # A fresh run into the same folder starts a fresh log.
-    train(tiny_config(prepared, run, **dict(over, **{"optim.iters": 2})), progress=False)
+    # A fresh run into the same folder (--overwrite: it holds a run) starts a fresh log.
+    train(tiny_config(prepared, run, **dict(over, **{"optim.iters": 2})), progress=False, overwrite=True)
     assert _lines(run)[0].startswith("2 iterations of tiny")

@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
         return error(f"VIDEO {args.video}: no such file")
     if args.checkpoint and not Path(args.checkpoint).exists():
         return error(f"--checkpoint {args.checkpoint}: no such file or folder (a run folder or checkpoint)")
+    if args.reference_prefix and not args.class_names:
+        return error("--reference-prefix needs --class-names action_idx.txt (the authors' files hold no names)")
     device = pick_device(args.device)
-    choice = resolve_precision(args.precision, device)
-    args.precision = choice.precision
-    print(choice, file=sys.stderr)
     size = args.size
     try:
         if args.checkpoint:
@@ -89,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
                 **model_overrides(args.model_set),
             )  # fmt: skip
             gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
+        choice = resolve_precision(args.precision, device)  # after every check: errors stay one line
+        args.precision = choice.precision
+        print(choice, file=sys.stderr)
         result = predict_video(
             model, args.video, names, flow=args.flow, size=size or (340, 256), top_k=args.top_k,
             gaze_mode=gaze_mode, sparse=args.sparse, batch_size=args.batch_size, precision=args.precision,

@@ -207,13 +207,13 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    if not Path(cfg.data.root).is_dir():
-        return error(f"--data {cfg.data.root}: no such folder (give the output folder of `gaze-attention prepare`)")
     try:
-        check_init(cfg)
+        check_init(cfg)  # first: a missing Kinetics backbone is the first thing a paper run needs
     except (InitRequiredError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not Path(cfg.data.root).is_dir():
+        return error(f"--data {cfg.data.root}: no such folder (give the output folder of `gaze-attention prepare`)")
     try:
         result = train(cfg, progress=not args.no_progress, overwrite=args.overwrite)
     except (NonFiniteLossError, NonFiniteWeightsError) as exc:
