@@ -127,7 +127,9 @@ def test_benchmark_commands_name_real_scripts_and_flags(page, line):
 
 def test_other_shell_commands_are_known():
     """Anything else shown in a shell block is one of these (so a new kind gets a check here)."""
-    allowed = ("gaze-attention ", "torchrun ", "python benchmarks/", "python3 -m venv ", "tensorboard ")
+    allowed = ("gaze-attention ", "torchrun ", "python benchmarks/", "python3 -m venv ", "tensorboard ",
+               "python -m pytest ",  # the suite itself runs these
+               "NGPU=$(nvidia-smi -L")  # docs/gpu.md, for a GPU machine: counts its GPUs
     for page, line in COMMANDS_SHOWN:
         if line.startswith("pip install "):  # setting up: only torch or this package, as .ci/run does
             assert re.fullmatch(r'pip install (torch\S*|-e "?\.(\[test\])?"?)\s*(#.*)?', line), f"{page}: `{line}`"
