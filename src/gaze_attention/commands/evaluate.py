@@ -74,6 +74,7 @@ def _model_overrides(items: list[str]) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from gaze_attention.data import PreparedData
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from gaze_attention.engine.distributed import init_distributed, shutdown
     from gaze_attention.engine.evaluate import evaluate
-    from gaze_attention.engine.metrics import format_summary
+    from gaze_attention.engine.metrics import format_summary, save_confusion_png
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.models import CheckpointMismatchError
 
@@ -150,18 +151,22 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=args.seed,
             dist_info=info,
-            confusion_png=confusion,
             progress=not args.no_progress,
         )
         if info.is_main:
             metrics = {**source, "data": args.data, "split": args.split, "part": args.part, **metrics}
             print(format_summary(metrics))
-            print(f"confusion matrix: {confusion}")
             if args.json:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 with open(args.json, "w", encoding="utf-8") as fh:
                     json.dump(metrics, fh, indent=1)
                 print(f"metrics: {args.json}")
+            Path(confusion).parent.mkdir(parents=True, exist_ok=True)
+            save_confusion_png(
+                np.asarray(metrics["confusion_matrix"]), confusion, data.classes,
+                title=f"mean class accuracy {100 * metrics['mean_class_accuracy']:.1f}%",
+            )  # fmt: skip
+            print(f"confusion matrix: {confusion}")
         return 0
     finally:
         shutdown(info)
