@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gaze_attention.constants import PRECISIONS
+
 
 def frame_size(text: str) -> tuple[int, int]:
     """`WxH` (e.g. 340x256) -> (width, height), both positive."""
@@ -24,5 +26,5 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="windows per forward pass (default: 8 on a GPU; on a CPU about one 24x224x224 window's worth)",
     )
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from gaze_attention.commands._args import add_inference_arguments
+from gaze_attention.constants import EVAL_GAZE_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(sparse=False)
     parser.add_argument(
         "--gaze-mode",
-        choices=("sample", "argmax", "expected", "none"),
+        choices=EVAL_GAZE_MODES,
         default=None,
         help="gaze the attention head sees: sample (reference, default), argmax, expected, none "
         "(default none for models trained without gaze)",

@@ -13,6 +13,7 @@ import os
 import sys
 
 from gaze_attention.commands._args import frame_size
+from gaze_attention.constants import FLOW_METHODS
 
 
 def _splits(text: str) -> list[int]:
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=_splits, default=None, help="split lists to prepare (default: all)")
     parser.add_argument(
         "--flow",
-        choices=("tvl1", "dis", "farneback", "none"),
+        choices=FLOW_METHODS,
         default="tvl1",
         help="optical flow: tvl1 (paper, slow), dis / farneback (fast), none (RGB only)",
     )

@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gaze_attention.constants import ESTIMATORS, PRECISIONS
+
 # flag dest -> config key
 _FLAGS = {
     "data": "data.root",
@@ -48,12 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="training preset: paper (default), tiny, or a YAML file; with --resume the run's own config",
     )
-    parser.add_argument("--estimator", choices=("direct", "gumbel_softmax", "straight_through", "none"))
+    parser.add_argument("--estimator", choices=ESTIMATORS)
     parser.add_argument("--iters", type=int, help="total training iterations")
     parser.add_argument("--batch-size", type=int, help="global batch size (divided over processes)")
     parser.add_argument("--lr", type=float, help="initial learning rate")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision")
+    parser.add_argument("--precision", choices=PRECISIONS, help="autocast precision")
     parser.add_argument("--workers", type=int, help="DataLoader workers per process (0: main process)")
     parser.add_argument(
         "--val-every", type=int, help="sparse validation on the test split every N iterations"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gaze_attention.commands._args import frame_size
+from gaze_attention.constants import EVAL_GAZE_MODES
 
 # Kept literal so that `--help` does not import torch (see gaze_attention.viz.render.OVERLAYS).
 DEFAULT_OVERLAYS = "gaze,sample,recorded,attention,gradcam"
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'label' for the clip's label (default: each model's prediction)")
     parser.add_argument("--norm", choices=("frame", "clip"), default="frame",
                         help="normalise attention and Grad-CAM++ per frame or over the clip")
-    parser.add_argument("--mode", choices=("auto", "sample", "argmax", "expected", "none"),
+    parser.add_argument("--mode", choices=("auto", *EVAL_GAZE_MODES),
                         default="auto",
                         help="gaze the head sees: a Gumbel-max sample (the reference's test "
                              "time), the argmax, the expectation, or none; auto = none for "
