@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,12 +244,16 @@ class PreparedClip:
 
     root: the prepared folder (images_rgb/<name>/0001.jpg, images_flow/<name>/{u,v}/, gaze/<name>.npy).
     num_frames / flow_frames: frames on disk (None: counted); flow has one frame fewer in
-    dense_flow output, so the last flow frame repeats.
+    dense_flow output, so the last flow frame repeats. image: the JPEG reader (default cv2).
     """
 
     def __init__(self, root: str | os.PathLike, name: str, crop: int, use_flow: bool,
-                 num_frames: int | None = None, flow_frames: int | None = None) -> None:  # fmt: skip
+                 num_frames: int | None = None, flow_frames: int | None = None,
+                 image: Callable[..., np.ndarray] | None = None) -> None:  # fmt: skip
         self.root, self.name, self.crop, self.use_flow = Path(root), name, crop, use_flow
+        # image(path) -> RGB [H, W, 3], image(path, grey=True) -> [H, W]: e.g. PreparedData.image,
+        # which can keep decoded frames in memory across runs.
+        self._image = image
         rgb_dir = self.root / "images_rgb" / name
         if num_frames is None:
             num_frames = sum(1 for p in rgb_dir.glob("*.jpg")) if rgb_dir.is_dir() else 0
@@ -280,15 +284,17 @@ class PreparedClip:
     def read(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Frames `idx` as cropped uint8 rgb [L, c, c, 3], flow [L, c, c, 2] and crop-normalised points [L, 2]."""
         rgb_dir = self.root / "images_rgb" / self.name
-        rgb = np.stack([_read_rgb(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [L, H, W, 3]
+        read_rgb = self._image or _read_rgb
+        rgb = np.stack([read_rgb(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [L, H, W, 3]
         if self._geometry is None:
             self._geometry = CenterCrop(rgb.shape[1], rgb.shape[2], self.crop)
         flow = None
         if self.use_flow:
             fdir = self.root / "images_flow" / self.name
             fidx = np.minimum(idx, self.flow_frames - 1)
+            read_grey = _read_grey if self._image is None else lambda p: self._image(p, grey=True)
             flow = np.stack(
-                [np.stack([_read_grey(fdir / c / f"{i + 1:04d}.jpg") for c in ("u", "v")], -1) for i in fidx]
+                [np.stack([read_grey(fdir / c / f"{i + 1:04d}.jpg") for c in ("u", "v")], -1) for i in fidx]
             )  # [L, H, W, 2]
             flow = self._geometry(flow)
         points = self._geometry.box.points(self.gaze()[idx])
