@@ -107,7 +107,7 @@ def main() -> None:
               f"{row['frames_per_s']:8.1f} {row['peak_rss_mb']:11.0f}", flush=True)  # fmt: skip
     if len(rows) > 1:
         print(f"peak RSS, longest / shortest video: {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x "
-              f"for {rows[-1]['frames'] / rows[0]['frames']:.0f}x the frames")  # fmt: skip
+              f"for {rows[-1]['frames'] / rows[0]['frames']:.1f}x the frames")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": args.preset, "precision": args.precision, "rows": rows}, indent=1))
 
