@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-GAZE_MODES = ("sample", "argmax", "expected", "gumbel_softmax", "straight_through", "none")
+from gaze_attention.constants import GAZE_MODES
 
 
 def sample_gumbel(
@@ -53,10 +53,16 @@ def hard_argmax(scores: torch.Tensor) -> torch.Tensor:
 
 
 def gumbel_max(
-    logits: torch.Tensor, *, generator: torch.Generator | None = None
+    logits: torch.Tensor, *, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gumbel-max sample per slice. Returns (perturbed logits pi + G, one-hot z)."""
-    noise = sample_gumbel(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    """Gumbel-max sample per slice. Returns (perturbed logits pi + G, one-hot z).
+
+    noise: G drawn by the caller (shape of logits); else drawn from `generator`.
+    """
+    if noise is None:
+        noise = sample_gumbel(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    elif noise.shape != logits.shape:
+        raise ValueError(f"noise must have the logits' shape {tuple(logits.shape)}, got {tuple(noise.shape)}")
     perturbed = logits + noise.to(logits.dtype)
     return perturbed, hard_argmax(perturbed.detach())
 
@@ -91,15 +97,19 @@ def gaze_sample(
     *,
     tau: float = 1.0,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The gaze map the attention head sees, for a gaze mode (see `GAZE_MODES`).
 
     Returns (perturbed logits or None when no noise was drawn, z [..., S, S]).
     `sample` is the reference's behaviour at train and test time; `argmax` and
-    `expected` (softmax probabilities in place of the one-hot) are deterministic.
+    `expected` (softmax probabilities in place of the one-hot) are deterministic. noise:
+    the Gumbel noise of `sample`, drawn by the caller (the other modes refuse it).
     """
+    if noise is not None and mode != "sample":
+        raise ValueError(f"pre-drawn noise is only used by gaze mode 'sample', not {mode!r}")
     if mode == "sample":
-        return gumbel_max(logits, generator=generator)
+        return gumbel_max(logits, generator=generator, noise=noise)
     if mode == "argmax":
         return None, hard_argmax(logits.detach())
     if mode == "expected":

@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gaze_attention.constants import ESTIMATORS
 from gaze_attention.estimators import direct_optimization_grad, direct_optimization_loss
 from gaze_attention.models.gaze_attention import AttentionHead, GazeAttentionOutput
-
-ESTIMATORS = ("direct", "gumbel_softmax", "straight_through", "none")
 
 # Gaze mode the forward pass must use in training for each estimator.
 TRAIN_GAZE_MODE = {

@@ -12,6 +12,8 @@ import argparse
 import sys
 from typing import Any
 
+from gaze_attention.constants import PRECISIONS
+
 GAZE_MODES = ("auto", "sample", "argmax", "expected", "none")
 
 
@@ -37,6 +39,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         elif isinstance(default, list | tuple):
             default = " ".join(str(v) for v in default)
         return f"{help_text} (default: {str(default).replace('%', '%%')})"
+
 
 MAX_SIDE = 8192  # pixels; a frame beyond this is a typo (99999x99999 would be 30 GB per frame)
 
@@ -215,7 +218,7 @@ def add_precision_argument(
     tail = f" (default: {default_text})" if default_text else ""
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=PRECISIONS,
         default=default,
         help="autocast precision: auto (bf16 where the device runs it faster, else fp32; the choice "
         "is printed), fp32, bf16 or fp16 (GPUs)" + tail,

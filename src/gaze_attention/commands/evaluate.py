@@ -184,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=args.seed,
             dist_info=info,
-            confusion_png=None,  # written below, after the metrics
             progress=not args.no_progress,
         )
         if info.is_main:

@@ -1,10 +1,13 @@
 """Recognise the action in a video: top-k action names and the predicted gaze per window.
 
-Decodes the video (PyAV), resizes it like `prepare`, computes optical flow on the fly (DIS by
-default; tvl1 is the paper's but slow), and averages the logits of non-overlapping windows.
+Streams the video (PyAV: mp4, mkv, avi, webm, GIF, ...), resizes it like `prepare`, computes
+optical flow on the fly (DIS by default; tvl1 is the paper's but slow), and averages the logits
+of its windows (default: non-overlapping windows from frame 0, as the authors test; --stride
+and --tail for long videos). Memory stays at a few windows, whatever the video's length.
 No gaze recording is needed. CKPT: one of our checkpoints or run folders; or the authors'
 files with --reference-prefix and --class-names action_idx.txt. Prints the top-k actions
-and, per window, the predicted gaze cells; --json writes the same as JSON.
+and, per window, the predicted gaze cells; --json writes the same as JSON, --timeline FILE the
+per-window timeline (start/end seconds, top-k, gaze cell and pixel) as CSV or JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from gaze_attention.commands._args import (
     add_inference_arguments,
     add_json_argument,
     add_model_source_arguments,
+    add_progress_argument,
     add_windows_arguments,
     error,
     frame_size,
@@ -32,11 +36,14 @@ EXAMPLES = """examples:
   gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0   # the demo's model
   gaze-attention predict cooking.mp4 --checkpoint runs/paper --top-k 5 --json pred.json
   gaze-attention predict cooking.mp4 --reference-prefix weights/i3d_iga_best1 --class-names action_idx.txt
+  gaze-attention predict day.mkv --checkpoint runs/paper --stride 12 --timeline day.csv  # an hour of video
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", metavar="VIDEO", help="video file (anything FFmpeg decodes)")
+    parser.add_argument(
+        "video", metavar="VIDEO", help="video file (anything PyAV opens: mp4, mkv, avi, webm, GIF) or a prepared clip folder"
+    )
     add_model_source_arguments(parser)
     add_class_names_argument(parser)
     parser.add_argument(
@@ -50,8 +57,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="actions listed")
     add_gaze_mode_argument(parser)
     add_windows_arguments(parser)
+    parser.add_argument(
+        "--stride", type=positive_int, default=None, metavar="FRAMES",
+        help="frames between window starts (default: the model's window length, no overlap)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tail", action="store_true", help="add a window ending at the last frame (default: drop the tail)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="SEED", help="seed of the gaze samples")
     add_inference_arguments(parser)
     add_json_argument(parser, "the prediction")
+    parser.add_argument(
+        "--timeline", metavar="FILE", action="append", default=[],
+        help="write the per-window timeline to FILE.csv or FILE.json (repeatable; default: none)",
+    )  # fmt: skip
+    add_progress_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,18 +79,22 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.engine.checkpoint import CheckpointError, load_model, load_reference_model
     from gaze_attention.engine.distributed import pick_device
     from gaze_attention.engine.precision import resolve_precision
-    from gaze_attention.engine.predict import format_prediction, predict_video
+    from gaze_attention.engine.predict import format_prediction, predict_video, write_timeline_csv
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.models import CheckpointMismatchError
 
-    if not Path(args.video).is_file():
-        return error(f"VIDEO {args.video}: no such file")
+    if not Path(args.video).exists():
+        return error(f"VIDEO {args.video}: no such file (a video, or a prepared clip folder)")
     if args.checkpoint and not Path(args.checkpoint).exists():
         return error(f"--checkpoint {args.checkpoint}: no such file or folder (a run folder or checkpoint)")
     if args.reference_prefix and not args.class_names:
         return error("--reference-prefix needs --class-names action_idx.txt (the authors' files hold no names)")
     device = pick_device(args.device)
     size = args.size
+    for path in args.timeline:
+        if not path.lower().endswith((".csv", ".json")):
+            print(f"error: --timeline {path}: the file must end in .csv or .json", file=sys.stderr)
+            return 2
     try:
         if args.checkpoint:
             model, cfg, names = load_model(args.checkpoint, device=device)
@@ -93,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         print(choice, file=sys.stderr)
         result = predict_video(
             model, args.video, names, flow=args.flow, size=size or (340, 256), top_k=args.top_k,
-            gaze_mode=gaze_mode, sparse=args.sparse, batch_size=args.batch_size, precision=args.precision,
+            gaze_mode=gaze_mode, sparse=args.sparse, stride=args.stride, tail=args.tail, seed=args.seed,
+            batch_size=args.batch_size, precision=args.precision,
+            progress=not args.no_progress,
         )  # fmt: skip
     except (CheckpointError, CheckpointMismatchError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -107,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
         print(format_prediction(result))
         print(f"prediction: {args.json}")
+    for path in args.timeline:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path.lower().endswith(".csv"):
+            write_timeline_csv(result, path)
+        else:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump({k: v for k, v in result.items() if k != "probabilities"}, fh, indent=1)
+        print(f"timeline: {path}", file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,7 @@ from gaze_attention.commands._args import (
     frame_size,
     positive_int,
 )
+from gaze_attention.constants import FLOW_METHODS
 
 
 def _splits(text: str) -> list[int]:
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--flow",
-        choices=("tvl1", "tvl1-torch", "dis", "farneback", "none"),
+        choices=FLOW_METHODS,
         default="tvl1",
         help="optical flow: tvl1 (the paper's; about 1.3 s per 340x256 frame on one core, a week "
         "for EGTEA on 2 cores), tvl1-torch (the same TV-L1 in PyTorch, batched: for GPUs), dis (~1 ms "

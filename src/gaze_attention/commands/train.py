@@ -24,6 +24,7 @@ from gaze_attention.commands._args import (
     error,
     positive_int,
 )
+from gaze_attention.constants import ESTIMATORS
 
 # flag dest -> config key
 _FLAGS = {
@@ -101,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training preset: paper, tiny, tiny-finetune, or a YAML file of the same shape (default: "
         "paper; with --resume the run's own config)",
     )
-    parser.add_argument("--estimator", choices=("direct", "gumbel_softmax", "straight_through", "none"),
+    parser.add_argument("--estimator", choices=ESTIMATORS,
                         help="how the gaze distribution is trained: direct optimization through argmax, "
                              "Gumbel-Softmax, straight-through, or none (no gaze)"
                              + d("estimator", "direct"))  # fmt: skip

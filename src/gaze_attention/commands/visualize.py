@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gaze_mode_argument(parser)
     add_deprecated_alias(parser, "--mode", "--gaze-mode", "gaze_mode", choices=GAZE_MODES)
     parser.add_argument("--seed", type=int, default=0, metavar="SEED",
-                        help="seed of the gaze samples (window w uses SEED + w)")
+                        help="seed of the gaze samples (each window's noise comes from SEED, the clip and the window's start)")
     parser.add_argument("--start", type=non_negative_int, default=0, metavar="N", help="first frame")
     parser.add_argument("--max-frames", type=non_negative_int, default=240, metavar="N",
                         help="frames to show at most; 0 = all")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from gaze_attention.constants import FLOW_METHODS
+
 FLOW_BOUND = 20.0  # dense_flow convention: clip to +-20 px, map linearly to 0..255
-FLOW_METHODS = ("tvl1", "tvl1-torch", "dis", "farneback", "none")
 
 
 def encode_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:

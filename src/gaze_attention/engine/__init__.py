@@ -7,15 +7,18 @@ from gaze_attention.engine.checkpoint import (
     resolve_checkpoint,
 )
 from gaze_attention.engine.config import TrainConfig, load_config
-from gaze_attention.engine.evaluate import evaluate, window_starts
+from gaze_attention.engine.evaluate import evaluate
+from gaze_attention.engine.inference import InferenceOptions, WindowPolicy, window_starts
 from gaze_attention.engine.metrics import classification_metrics, metrics_from_confusion
 from gaze_attention.engine.train import NonFiniteLossError, TrainResult, train
 
 __all__ = [
     "CheckpointError",
+    "InferenceOptions",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainResult",
+    "WindowPolicy",
     "classification_metrics",
     "evaluate",
     "load_config",

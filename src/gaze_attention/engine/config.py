@@ -13,33 +13,41 @@ import importlib.resources
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: engine/precision.py
+from gaze_attention.constants import ESTIMATORS, PRECISIONS
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model preset (`gaze_attention.PRESETS`) plus field overrides; num_classes comes from data."""
+def _model_spec() -> type:
+    """ModelSpec: `preset` plus every ModelConfig field but num_classes, each optional (None: the
+    preset's value). Derived from ModelConfig so that a new model field needs one edit there."""
+    from gaze_attention.models import ModelConfig
 
-    preset: str = "paper"
-    frames: int | None = None
-    crop: int | None = None
-    width: float | None = None
-    use_flow: bool | None = None
-    dropout: float | None = None
-    bn_momentum: float | None = None
+    hints = get_type_hints(ModelConfig)
+    spec_fields: list[tuple[str, Any, Any]] = [("preset", str, field(default="paper"))]
+    spec_fields += [
+        (f.name, hints[f.name] | None, field(default=None)) for f in fields(ModelConfig) if f.name != "num_classes"
+    ]
 
     def overrides(self) -> dict[str, Any]:
+        """The fields set (not None), as keyword arguments of `build_model`."""
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if f.name != "preset" and getattr(self, f.name) is not None
         }
+
+    cls = make_dataclass("ModelSpec", spec_fields, frozen=True, namespace={"overrides": overrides})
+    cls.__module__ = __name__
+    cls.__doc__ = "A model preset (`gaze_attention.PRESETS`) plus field overrides; num_classes comes from data."
+    return cls
+
+
+ModelSpec = _model_spec()
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,6 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ValueError on settings that cannot run; returns self."""
-        from gaze_attention.losses import ESTIMATORS
         from gaze_attention.models import PRESETS
 
         problems = []

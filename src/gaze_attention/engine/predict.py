@@ -1,58 +1,62 @@
-"""Recognise the action in a raw video: decode, resize, optical flow on the fly, windows.
+"""Recognise the action in a raw video, window by window, with bounded memory.
 
-The video goes through the same steps as `prepare` + the test-time dataset (resize to the
-prepared frame size, 8-bit flow, centre crop, non-overlapping windows of the model's frame
-count) and the window logits are averaged, as in evaluation. No gaze recording is needed:
-the gaze head's most likely cell per temporal slice is reported with each window.
+The video streams through `engine.inference.VideoReader` (resize as `prepare` does, 8-bit flow
+on the fly, centre crop) in the windows of a `WindowPolicy` (default: the authors' test loop);
+the window logits are averaged as in evaluation. No gaze recording is needed: the gaze head's
+most likely cell per temporal slice is reported with each window, as a timeline.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import cv2
 import torch
 from torch import nn
 
 from gaze_attention.engine.checkpoint import unwrap
-from gaze_attention.engine.evaluate import (
+from gaze_attention.engine.inference import (  # noqa: F401  (re-exported for existing imports)
+    PREPARED_SIZE,
+    CenterCrop,
+    InferenceOptions,
+    PreparedClip,
+    VideoReader,
+    WindowPolicy,
     auto_batch_size,
     autocast_context,
+    average_logits,
     model_memory_format,
+    run_windows,
     window_starts,
 )
 
 
-def _video_info(path: Path) -> tuple[int, int, float]:
-    import av
+def _top(logits: torch.Tensor, class_names: Sequence[str], k: int) -> list[dict[str, Any]]:
+    p = torch.softmax(logits.double(), -1)
+    values, idx = p.topk(k)
+    return [
+        {"class": class_names[j], "index": int(j), "probability": float(v)}
+        for v, j in zip(values.tolist(), idx.tolist())
+    ]
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        return stream.codec_context.width, stream.codec_context.height, float(rate) if rate else 24.0
 
-
-def load_video(
-    path: str | os.PathLike, size: tuple[int, int] = (340, 256), flow: str | None = "dis"
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """RGB uint8 [L, h, w, 3] resized to size = (w, h) as `prepare` does, and 8-bit flow [L, h, w, 2]."""
-    import cv2
-
-    from gaze_attention.data import FlowComputer
-    from gaze_attention.data.prepare import decode_video
-
-    frames = decode_video(path, size)  # BGR [h, w, 3] each
-    if not frames:
-        raise ValueError(f"no frames decoded from {path}")
-    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
-    uv = None
-    if flow is not None:
-        uv = FlowComputer(flow).video([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
-    return rgb, uv
+def open_source(path: Path, size: tuple[int, int], crop: int, use_flow: bool) -> tuple[Any, float, tuple[int, int]]:
+    """(source, fps, frame size of the source in pixels) of a video file or a prepared clip folder."""
+    if path.is_dir():  # PREPARED/images_rgb/<clip>, read at its own frame size
+        clip = PreparedClip(path.parent.parent, path.name, crop, use_flow)
+        first = cv2.imread(str(path / "0001.jpg"))
+        if first is None:
+            raise FileNotFoundError(f"{path}: no 0001.jpg (expected a prepared clip folder)")
+        return clip, 24.0, (first.shape[1], first.shape[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    reader = VideoReader(path, size)
+    return reader, reader.fps, (reader.width, reader.height)
 
 
 @torch.no_grad()
@@ -62,111 +66,88 @@ def predict_video(
     class_names: Sequence[str],
     *,
     flow: str = "dis",
-    size: tuple[int, int] = (340, 256),
+    size: tuple[int, int] = PREPARED_SIZE,
     top_k: int = 5,
     gaze_mode: str = "sample",
     sparse: bool = False,
+    stride: int | None = None,
+    tail: bool = False,
     batch_size: int | None = None,
     precision: str = "fp32",
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Top-k actions of a video and, per window, its own top-k and the predicted gaze.
+    """Top-k actions of a video and a per-window timeline (its own top-k and the predicted gaze).
 
-    flow: dis (fast, default), farneback or tvl1 (the paper's, slow); ignored by RGB-only
-    models. size: the prepared frame size (w, h) the model was trained on. Gaze per window and
-    slice: the argmax cell of the gaze logits as (row, col) and its centre in pixels of the
-    original video.
+    video: a file PyAV opens, or a prepared clip folder PREPARED/images_rgb/<clip>. flow: dis
+    (fast, default), farneback or tvl1 (the paper's, slow); ignored by RGB-only models. size:
+    the prepared frame size (w, h) the model was trained on. Windows: the authors' by default;
+    stride (frames between starts), tail (a last window ending at the final frame) and sparse
+    (at most 10) change them. Gaze per window and slice: the argmax cell of the gaze logits as
+    (row, col) and its centre in pixels of the original video.
     """
-    from gaze_attention.data import CropFlip
-    from gaze_attention.data.transforms import fit_short_side, to_unit_range
-
     net = unwrap(model)
     cfg = net.config
     if len(class_names) != cfg.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     video = Path(video)
-    if not video.is_file():
-        raise FileNotFoundError(f"video not found: {video}")
     t0 = time.perf_counter()
-    width0, height0, fps = _video_info(video)
-    rgb, uv = load_video(video, size, flow if cfg.use_flow else None)
-    t_decode = time.perf_counter() - t0
-    length = len(rgb)
-    if length < cfg.frames:  # edge-pad short videos, as the test-time dataset does
-        idx = np.minimum(np.arange(cfg.frames), length - 1)
-        rgb = rgb[idx]
-        uv = uv[idx] if uv is not None else None
-    rgb = fit_short_side(rgb, cfg.crop)
-    scale = rgb.shape[2] / size[0]  # fit_short_side may have upscaled the prepared frames
-    if uv is not None:
-        uv = fit_short_side(uv, cfg.crop)
-    h, w = rgb.shape[1:3]
-    crop = CropFlip.center(h, w, cfg.crop)
-    x_rgb = to_unit_range(crop.frames(rgb))  # [3, L, crop, crop]
-    x_flow = to_unit_range(crop.flow(uv)) if uv is not None else None  # [2, L, crop, crop]
+    source, fps, (width0, height0) = open_source(video, size, cfg.crop, cfg.use_flow)
+    policy = WindowPolicy(stride=stride, tail=tail, max_windows=10 if sparse else None)
+    options = InferenceOptions(gaze_mode=gaze_mode, seed=seed, batch_size=batch_size, precision=precision,
+                               windows=policy)  # fmt: skip
+    length = source.num_frames
+    starts = policy.starts(length, cfg.frames)
+    if isinstance(source, VideoReader):
+        windows = source.windows(starts, cfg.frames, cfg.crop, flow if cfg.use_flow else None)
+        frame_w, frame_h = size
+    else:
+        windows = source.windows(starts, cfg.frames)
+        frame_w, frame_h = width0, height0
+    geometry = CenterCrop(frame_h, frame_w, cfg.crop)
+    scale = geometry.box.width / frame_w  # fit_short_side may have upscaled the prepared frames
 
-    dev = next(net.parameters()).device
-    memory = model_memory_format(net)
-    if batch_size is None:
-        batch_size = auto_batch_size(cfg.frames, cfg.crop, dev)
-    if precision == "auto":
-        from gaze_attention.engine.precision import resolve_precision
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-        precision = resolve_precision(precision, dev).precision
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    starts = window_starts(x_rgb.shape[1], cfg.frames, sparse)
-    was_training = net.training
-    net.eval()
-    logits_all, gaze_all = [], []
-    try:
-        for i in range(0, len(starts), batch_size):
-            chunk = starts[i : i + batch_size]
-            r = torch.stack([x_rgb[:, s : s + cfg.frames] for s in chunk]).to(dev)
-            f = None
-            if x_flow is not None:
-                f = torch.stack([x_flow[:, s : s + cfg.frames] for s in chunk]).to(dev)
-                f = f.contiguous(memory_format=memory)
-            with autocast_context(dev, precision):
-                out = net(r.contiguous(memory_format=memory), f, gaze_mode=gaze_mode, generator=generator)
-            logits_all.append(out.logits.float().cpu())
-            if out.gaze_logits is not None:
-                gaze_all.append(out.gaze_logits.float().cpu())
-    finally:
-        net.train(was_training)
-    logits = torch.cat(logits_all)  # [W, C]
-    gaze = torch.cat(gaze_all) if gaze_all else None  # [W, T', S, S]
+        bar = tqdm(total=len(starts), desc=video.name, unit="window", dynamic_ncols=True)
     k = min(top_k, cfg.num_classes)
-
-    def top(lg: torch.Tensor) -> list[dict[str, Any]]:
-        p = torch.softmax(lg.double(), -1)
-        values, idx = p.topk(k)
-        return [
-            {"class": class_names[j], "index": int(j), "probability": float(v)}
-            for v, j in zip(values.tolist(), idx.tolist())
-        ]
-
     side = net.grid[1]
     slice_len = cfg.frames // net.grid[0]
-    windows = []
-    for n, s in enumerate(starts):
-        entry: dict[str, Any] = {
-            "start_frame": s,
-            "end_frame": min(s + cfg.frames, length) - 1,
-            "start_s": s / fps,
-            "top": top(logits[n]),
-        }
-        if gaze is not None:
-            cells = gaze[n].flatten(1).argmax(-1).tolist()  # [T']
-            entry["gaze"] = []
-            for t, c in enumerate(cells):
-                row, col = divmod(c, side)
-                # Cell centre: crop -> resized frame -> prepared size -> original video pixels.
-                x = (crop.x0 + (col + 0.5) * cfg.crop / side) / scale * width0 / size[0]
-                y = (crop.y0 + (row + 0.5) * cfg.crop / side) / scale * height0 / size[1]
-                entry["gaze"].append(
-                    {"slice": t, "first_frame": s + t * slice_len, "row": row, "col": col, "x": x, "y": y}
-                )
-        windows.append(entry)
+    timeline, logits = [], []
+    try:
+        for out in run_windows(net, windows, options):
+            logits.append(out.logits)
+            end = out.start + max(out.frames, 1) - 1
+            entry: dict[str, Any] = {
+                "start_frame": out.start,
+                "end_frame": end,
+                "start_s": out.start / fps,
+                "end_s": (end + 1) / fps,
+                "top": _top(out.logits, class_names, k),
+            }
+            if out.gaze_logits is not None:
+                entry["gaze"] = []
+                for t, c in enumerate(out.gaze_logits.flatten(1).argmax(-1).tolist()):  # [T']
+                    row, col = divmod(c, side)
+                    # Cell centre: crop -> resized frame -> prepared size -> original video pixels.
+                    x = (geometry.box.x0 + (col + 0.5) * cfg.crop / side) / scale * width0 / frame_w
+                    y = (geometry.box.y0 + (row + 0.5) * cfg.crop / side) / scale * height0 / frame_h
+                    entry["gaze"].append(
+                        {"slice": t, "first_frame": out.start + t * slice_len, "row": row, "col": col, "x": x, "y": y}
+                    )
+            timeline.append(entry)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not logits:
+        raise ValueError(f"{video}: no frames could be decoded")
+    mean = average_logits(logits)
     return {
         "video": str(video),
         "frames": length,
@@ -174,24 +155,54 @@ def predict_video(
         "video_size": [width0, height0],
         "flow": flow if cfg.use_flow else None,
         "gaze_mode": gaze_mode,
+        "seed": seed,
+        "windows_policy": {"frames": cfg.frames, "stride": policy.stride or cfg.frames, "tail": tail,
+                           "max_windows": policy.max_windows},  # fmt: skip
         "grid": list(net.grid),
-        "top": top(logits.mean(0)),
-        "windows": windows,
-        "seconds": {"decode_and_flow": t_decode, "total": time.perf_counter() - t0},
+        "top": _top(mean, class_names, k),
+        "probabilities": torch.softmax(mean, -1).tolist(),
+        "windows": timeline,
+        "seconds": {"total": time.perf_counter() - t0},
     }
 
 
-def format_prediction(result: dict[str, Any]) -> str:
-    """Human-readable top-k and per-window lines."""
+def write_timeline_csv(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """One row per window: times, frames, top-k classes with probabilities, gaze cell and pixel per slice."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    windows = result["windows"]
+    k = len(windows[0]["top"]) if windows else 0
+    slices = len(windows[0].get("gaze", [])) if windows else 0
+    header = ["start_s", "end_s", "start_frame", "end_frame"]
+    header += [f"{c}{i}" for i in range(1, k + 1) for c in ("class", "p")]
+    header += [f"gaze{t}_{c}" for t in range(slices) for c in ("row", "col", "x", "y")]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(header)
+        for w in windows:
+            row: list[Any] = [f"{w['start_s']:.3f}", f"{w['end_s']:.3f}", w["start_frame"], w["end_frame"]]
+            for t in w["top"]:
+                row += [t["class"], f"{t['probability']:.6f}"]
+            for g in w.get("gaze", []):
+                row += [g["row"], g["col"], f"{g['x']:.1f}", f"{g['y']:.1f}"]
+            out.writerow(row)
+    return path
+
+
+def format_prediction(result: dict[str, Any], max_windows: int = 50) -> str:
+    """Human-readable top-k and per-window lines (the first `max_windows` windows)."""
     lines = [f"{result['video']}: {result['frames']} frames at {result['fps']:.1f} fps, "
              f"{len(result['windows'])} window(s)"]  # fmt: skip
     for i, t in enumerate(result["top"], 1):
         lines.append(f"  {i}. {t['class']:<32s} {100 * t['probability']:6.2f}%")
-    for w in result["windows"]:
+    for w in result["windows"][:max_windows]:
         best = w["top"][0]
-        text = f"  frames {w['start_frame']:5d}-{w['end_frame']:5d}: {best['class']} ({100 * best['probability']:.1f}%)"
+        text = (f"  {w['start_s']:8.2f}-{w['end_s']:8.2f} s (frames {w['start_frame']:5d}-{w['end_frame']:5d}): "
+                f"{best['class']} ({100 * best['probability']:.1f}%)")  # fmt: skip
         if "gaze" in w:
             cells = " ".join(f"({g['row']},{g['col']})" for g in w["gaze"])
             text += f"  gaze cells {cells}"
         lines.append(text)
+    if len(result["windows"]) > max_windows:
+        lines.append(f"  ... {len(result['windows']) - max_windows} more window(s): see --timeline-csv / --json")
     return "\n".join(lines)

@@ -207,43 +207,28 @@ class AttentionHead(nn.Module):
 class GazeAttentionNet(nn.Module):
     """Two-stream I3D + gaze head + gaze-driven attention head."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 106,
-        frames: int = 24,
-        crop: int = 224,
-        width: float = 1.0,
-        use_flow: bool = True,
-        dropout: float = 0.7,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
+    def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
+        """Built from its config (stored in checkpoints); keyword `overrides` replace single
+        fields of it, e.g. `GazeAttentionNet(PRESETS["tiny"], num_classes=3)`."""
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if frames < 1 or crop < 1:
-            raise ValueError(f"frames and crop must be positive, got {frames} and {crop}")
-        self.config = ModelConfig(
-            num_classes=num_classes,
-            frames=frames,
-            crop=crop,
-            width=width,
-            use_flow=use_flow,
-            dropout=dropout,
-            bn_momentum=bn_momentum,
-        )
-        self.backbone = TwoStreamI3D(width=width, use_flow=use_flow)
-        self.gaze = GazeHead(self.backbone.pool5_channels, width=width)
+        cfg = replace(config or ModelConfig(), **overrides)
+        if cfg.num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {cfg.num_classes}")
+        if cfg.frames < 1 or cfg.crop < 1:
+            raise ValueError(f"frames and crop must be positive, got {cfg.frames} and {cfg.crop}")
+        self.config = cfg
+        self.backbone = TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow)
+        self.gaze = GazeHead(self.backbone.pool5_channels, width=cfg.width)
         self.head = AttentionHead(
             features=self.backbone.out_channels,
-            num_classes=num_classes,
-            grid=self.config.grid,
-            dropout=dropout,
+            num_classes=cfg.num_classes,
+            grid=cfg.grid,
+            dropout=cfg.dropout,
         )
-        if bn_momentum != BN_MOMENTUM:
+        if cfg.bn_momentum != BN_MOMENTUM:
             for module in self.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.momentum = bn_momentum
+                    module.momentum = cfg.bn_momentum
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -291,12 +276,15 @@ class GazeAttentionNet(nn.Module):
         tau: float = 1.0,
         generator: torch.Generator | None = None,
         z: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> GazeAttentionOutput:
         """rgb [B, 3, T, H, W] and flow [B, 2, T, H, W] in [-1, 1].
 
         gaze_mode picks the gaze map the head sees (see `gaze_attention.estimators.GAZE_MODES`);
         "none" gives a uniform map and skips the gaze head. A given z (e.g. recorded
-        fixations) overrides the mode.
+        fixations) overrides the mode. noise: Gumbel noise [B, T', S, S] drawn by the caller
+        for gaze mode "sample" in place of the generator's (inference seeds each window on its
+        own, so a window's sample does not depend on what else is in the batch).
         """
         if gaze_mode not in GAZE_MODES:
             raise ValueError(f"unknown gaze mode {gaze_mode!r}; expected one of {', '.join(GAZE_MODES)}")
@@ -314,7 +302,7 @@ class GazeAttentionNet(nn.Module):
         elif gaze_logits is None:
             z = x5.new_full((batch, t_slices, side, side), 1.0 / (side * side))
         else:
-            perturbed, z = gaze_sample(gaze_logits, gaze_mode, tau=tau, generator=generator)
+            perturbed, z = gaze_sample(gaze_logits, gaze_mode, tau=tau, generator=generator, noise=noise)
         attention = self.head.attention_map(z.to(x5.dtype))
         return GazeAttentionOutput(
             logits=self.head.classify(self.head.pool_attended(attention, x5)),
@@ -334,5 +322,4 @@ def build_model(preset: str | ModelConfig = "paper", **overrides: Any) -> GazeAt
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
         cfg = PRESETS[preset]
-    cfg = replace(cfg, **overrides)
-    return GazeAttentionNet(**cfg.to_dict())
+    return GazeAttentionNet(cfg, **overrides)

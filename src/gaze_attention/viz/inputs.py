@@ -11,18 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from gaze_attention.data.begaze import FIXATION
 from gaze_attention.data.egtea import (
     AnnotationError,
     build_vocabulary,
     find_split_files,
     read_split,
 )
-from gaze_attention.data.transforms import CropFlip, FlowComputer, fit_short_side, to_unit_range
+from gaze_attention.data.transforms import to_unit_range
 
 __all__ = ["Clip", "load_input", "load_prepared_clip", "load_video"]
 
@@ -78,29 +76,6 @@ class Clip:
         )
 
 
-def _decode(path: Path, size: tuple[int, int], start: int, max_frames: int | None
-            ) -> tuple[np.ndarray, float]:
-    """Decode frames [start, start + max_frames) resized to size=(W, H) -> uint8 [L, H, W, 3]."""
-    import av
-
-    frames: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 24.0
-        for i, frame in enumerate(container.decode(stream)):
-            if i < start:
-                continue
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-            img = frame.to_ndarray(format="rgb24")
-            frames.append(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
-    if not frames:
-        raise ValueError(f"{path}: no video frames from frame {start}")
-    return np.stack(frames), fps
-
-
 def load_video(
     path: str | Path,
     crop: int,
@@ -112,30 +87,24 @@ def load_video(
 ) -> Clip:
     """Decode a video file into a Clip: resize to `size` (W, H), centre crop `crop`.
 
-    Flow (when `use_flow`) is computed between consecutive resized frames, before cropping,
-    as preparation does; DIS stands in for the slower TV-L1 of prepared data.
+    The same reader as `predict` (`engine.inference.VideoReader`): PyAV's area resize as
+    `prepare` does, seeking to `start`; flow (when `use_flow`) between consecutive resized
+    frames, DIS standing in for the slower TV-L1 of prepared data.
     """
-    path = Path(path)
-    frames, fps = _decode(path, size, start, max_frames)  # [L, H, W, 3]
-    flow = None
-    if use_flow:
-        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        flow = fit_short_side(FlowComputer(flow_method).video(grey), crop)  # [L, H, W, 2]
-    frames = fit_short_side(frames, crop)
-    cf = CropFlip.center(frames.shape[1], frames.shape[2], crop)
+    from gaze_attention.engine.inference import VideoReader
+
+    reader = VideoReader(path, size, start=start, max_frames=max_frames)
+    frames = list(reader.model_frames(crop, flow_method if use_flow else None))
+    if not frames:
+        raise ValueError(f"{path}: no video frames from frame {start}")
+    rgb = np.stack([f[1] for f in frames])  # [L, crop, crop, 3]
+    flow = np.stack([f[2] for f in frames]) if use_flow else None  # [L, crop, crop, 2]
     return Clip(
-        rgb=to_unit_range(cf.frames(frames)),
-        flow=None if flow is None else to_unit_range(cf.flow(flow)),
-        name=path.stem,
-        fps=fps,
+        rgb=to_unit_range(rgb),
+        flow=None if flow is None else to_unit_range(flow),
+        name=reader.name,
+        fps=reader.fps,
     )
-
-
-def _read(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return img
 
 
 def _label_of(root: Path, clip: str) -> tuple[int | None, list[str] | None]:
@@ -167,48 +136,22 @@ def load_prepared_clip(
     comes from the split lists when the clip is in one. Only fixations are gaze points,
     as in training.
     """
+    from gaze_attention.engine.inference import PreparedClip
+
     folder = Path(folder)
     clip = folder.name
     root = folder.parent.parent
-    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".jpg")
-    end = len(names) if max_frames is None else min(len(names), start + max_frames)
+    source = PreparedClip(root, clip, crop, use_flow)
+    end = source.num_frames if max_frames is None else min(source.num_frames, start + max_frames)
     if not 0 <= start < end:
-        raise ValueError(f"{folder}: start frame {start} is outside its {len(names)} frames")
-    idx = np.arange(start, end)
-    rgb = np.stack([cv2.cvtColor(_read(folder / names[i], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                    for i in idx])  # [L, H, W, 3]
-    flow = None
-    if use_flow:
-        fdir = root / "images_flow" / clip
-        if not fdir.is_dir():
-            raise FileNotFoundError(f"the model uses flow but {fdir} does not exist")
-        counts = [len(list((fdir / c).glob("*.jpg"))) for c in ("u", "v")]
-        last = min(counts) - 1  # dense_flow writes one flow frame fewer than RGB frames
-        fidx = np.minimum(idx, last)
-        flow = np.stack([
-            np.stack([_read(fdir / c / names[i], cv2.IMREAD_GRAYSCALE) for c in ("u", "v")], -1)
-            for i in fidx
-        ])  # [L, H, W, 2]
-        flow = fit_short_side(flow, crop)
-    rgb = fit_short_side(rgb, crop)
-    cf = CropFlip.center(rgb.shape[1], rgb.shape[2], crop)
-
-    gaze_point = None
+        raise ValueError(f"{folder}: start frame {start} is outside its {source.num_frames} frames")
+    rgb, flow, points = source.read(np.arange(start, end))  # the same reading as `evaluate`
     gaze_file = root / "gaze" / f"{clip}.npy"
-    if gaze_file.is_file():
-        g = np.load(gaze_file).astype(np.float32)  # [N, 3] x, y (normalised), event
-        pts = np.full((len(idx), 2), np.nan, dtype=np.float32)
-        ok = idx < len(g)
-        rows = g[idx[ok]]
-        fix = rows[:, 2] == FIXATION
-        sel = np.flatnonzero(ok)[fix]
-        pts[sel] = rows[fix, :2]
-        gaze_point = cf.points(pts)
     label, classes = _label_of(root, clip)
     out = Clip(
-        rgb=to_unit_range(cf.frames(rgb)),
-        flow=None if flow is None else to_unit_range(cf.flow(flow)),
-        gaze_point=gaze_point,
+        rgb=to_unit_range(rgb),
+        flow=None if flow is None else to_unit_range(flow),
+        gaze_point=points if gaze_file.is_file() else None,
         label=label,
         name=clip,
         fps=fps,

@@ -124,13 +124,6 @@ def window_starts(num_frames: int, window: int) -> list[int]:
     return starts
 
 
-def _pad_time(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Repeat the last frame of [C, L, H, W] up to `length` frames."""
-    if x.shape[1] >= length:
-        return x
-    return torch.cat([x, x[:, -1:].expand(-1, length - x.shape[1], -1, -1)], dim=1)
-
-
 def _first_param_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -149,13 +142,23 @@ def analyse_clip(
 ) -> ClipAnalysis:
     """Run a gaze-attention model over a clip window by window; collect per-frame maps.
 
-    The model (in eval mode) must follow the package's contract: `model(rgb, flow,
-    gaze_mode=..., generator=...)` returning `.logits`, `.gaze_logits`, `.z`, `.attention`,
-    with `model.config.frames`. Window w draws its gaze sample from a generator seeded
-    `seed + w`, so the Grad-CAM++ pass sees the same gaze as the prediction pass.
-    target: class for Grad-CAM++; None = the clip's prediction (window-averaged logits).
-    norm: min-max normalisation of attention and Grad-CAM++ per "frame" or per "clip".
+    The windows and gaze samples are those of `evaluate` and `predict` (`engine.inference`):
+    `probs` is the softmax of the logits averaged over the authors' windows, so the three
+    commands report the same probabilities for the same clip, checkpoint and seed. Frames
+    after the last full window get their maps from one more window ending at the last frame,
+    which does not count in `probs`. Each window's gaze sample depends on (seed, clip name,
+    window start) only, so the Grad-CAM++ pass sees the same gaze as the prediction pass.
+    target: class for Grad-CAM++; None = the clip's prediction. norm: min-max normalisation
+    of attention and Grad-CAM++ per "frame" or per "clip".
     """
+    from gaze_attention.engine.inference import (
+        InferenceOptions,
+        TensorClip,
+        WindowPolicy,
+        average_logits,
+        forward_windows,
+    )
+
     if model.training:
         warnings.warn("analyse_clip: the model is in training mode (call model.eval())",
                       stacklevel=2)
@@ -163,25 +166,18 @@ def analyse_clip(
     frames = int(model.config.frames)
     length = clip.num_frames
     size = tuple(clip.rgb.shape[2:])  # (H, W)
-    starts = window_starts(length, frames)
-    rgb = _pad_time(clip.rgb, frames)
-    flow = None if clip.flow is None else _pad_time(clip.flow, frames)
-    if bool(getattr(model.config, "use_flow", False)) and flow is None:
+    use_flow = bool(getattr(model.config, "use_flow", False))
+    if use_flow and clip.flow is None:
         raise ValueError("the model uses optical flow but the clip has none")
-    if not getattr(model.config, "use_flow", False):
-        flow = None
+    scored = WindowPolicy().starts(length, frames)
+    starts = sorted(set(scored) | set(window_starts(length, frames)))
+    source = TensorClip(clip.rgb, clip.flow if use_flow else None, name=clip.name)
+    options = InferenceOptions(gaze_mode=gaze_mode, seed=seed)
 
-    def inputs(start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r = rgb[None, :, start:start + frames].to(device)  # [1, 3, T, H, W]
-        f = None if flow is None else flow[None, :, start:start + frames].to(device)
-        return r, f
-
-    def generator(w: int) -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(seed + w)
-
-    def forward(w: int, start: int) -> Any:
-        r, f = inputs(start)
-        return model(r, f, gaze_mode=gaze_mode, generator=generator(w))
+    def forward(start: int) -> Any:
+        w = source.window(start, frames)
+        flow = None if w.flow is None else w.flow[None].to(device)
+        return forward_windows(model, w.rgb[None].to(device), flow, [clip.name], [start], options)
 
     def keep(out: Any) -> _Window:
         # Only the small per-window results survive, so a long clip does not hold every
@@ -189,28 +185,26 @@ def analyse_clip(
         def cpu(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x[0].detach().float().cpu()
 
-        return _Window(logits=cpu(out.logits), gaze_logits=cpu(out.gaze_logits), z=cpu(out.z),
-                       attention=cpu(getattr(out, "attention", None)))
+        return _Window(logits=out.logits[0].detach().double().cpu(), gaze_logits=cpu(out.gaze_logits),
+                       z=cpu(out.z), attention=cpu(getattr(out, "attention", None)))
 
     outputs: list[_Window] = []
     cams: list[np.ndarray] = []
     if gradcam and target is None and len(starts) > 1:
         # The clip's prediction needs every window first; then explain that one class.
         with torch.no_grad():
-            logits = torch.stack([forward(w, s).logits[0].float() for w, s in enumerate(starts)])
-        target = int(logits.mean(0).argmax())
+            target = int(average_logits([forward(s).logits[0] for s in scored]).argmax())
     if gradcam:
         with GradCAMPlusPlus(model, layers or default_cam_layers(model)) as cam:
-            for w, s in enumerate(starts):
-                res = cam(lambda w=w, s=s: forward(w, s), target=target,
-                          size=(frames, *size), norm="none")
+            for s in starts:
+                res = cam(lambda s=s: forward(s), target=target, size=(frames, *size), norm="none")
                 outputs.append(keep(res.output))
                 cams.append(res.cam[0].cpu().numpy())  # [T, H, W]
     else:
         with torch.no_grad():
-            outputs = [keep(forward(w, s)) for w, s in enumerate(starts)]
+            outputs = [keep(forward(s)) for s in starts]
 
-    logits = torch.stack([o.logits for o in outputs]).mean(0)  # [C]
+    logits = average_logits([o.logits for o, s in zip(outputs, starts, strict=True) if s in scored])  # [C]
     probs = torch.softmax(logits, 0).numpy()
     if target is None:
         target = int(logits.argmax())
