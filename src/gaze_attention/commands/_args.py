@@ -12,9 +12,9 @@ import argparse
 import sys
 from typing import Any
 
-from gaze_attention.constants import PRECISIONS
+from gaze_attention.constants import EVAL_GAZE_MODES, PRECISIONS
 
-GAZE_MODES = ("auto", "sample", "argmax", "expected", "none")
+GAZE_MODES = ("auto", *EVAL_GAZE_MODES)  # auto: none for models trained without gaze, else sample
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -34,7 +34,6 @@ from gaze_attention.commands._args import (
 
 EXAMPLES = """examples:
   gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0   # the demo's model
-  gaze-attention predict cooking.mp4 --checkpoint runs/paper --top-k 5 --json pred.json
   gaze-attention predict cooking.mp4 --reference-prefix weights/i3d_iga_best1 --class-names action_idx.txt
   gaze-attention predict day.mkv --checkpoint runs/paper --stride 12 --timeline day.csv  # an hour of video
 """
