@@ -7,6 +7,10 @@ are functions of (seed, rank, iteration) plus the saved RNG states, so a resumed
 continues exactly where it stopped. SIGINT / SIGTERM finish the current step, save a
 checkpoint and return; a non-finite loss or gradient raises `NonFiniteLossError` before the
 step is applied, leaving the last checkpoint as it was.
+
+Reading order: `train` (process group, run-folder lock) -> `_train` (setup, then the loop) ->
+the pieces the loop calls over one `RunState`: `train_step`, `_LogWindow`, `validate`,
+`save_checkpoint` (with `checkpoint_state`).
 """
 
 from __future__ import annotations
@@ -363,6 +367,9 @@ def train(
 
 
 def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> TrainResult:
+    """Set the run up (data, model, optimizer, resume state, loader, run folder) into a
+    `RunState`, then loop: `train_step`, a `_LogWindow` row every `log_every`, `validate` every
+    `val_every`, `save_checkpoint` every `checkpoint_every` and at the end."""
     from gaze_attention.data import ClipDataset, PreparedData
 
     run_dir = Path(cfg.run.out)
@@ -505,188 +512,51 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         f"{data.num_classes} classes; config {run_dir / 'config.yaml'}"
     )
 
-    estimator = cfg.estimator.name
-    gaze_mode = TRAIN_GAZE_MODE[estimator]
-    head = model.head
+    rs = RunState(
+        cfg=cfg, info=info, dev=dev, precision=precision, memory=memory, model=model, net=net,
+        optimizer=optimizer, scaler=scaler, data=data, val_records=val_records, run_dir=run_dir,
+        ckpt_dir=ckpt_dir, logger=logger, progress=progress, history=history, validation=validation,
+        best_score=best_score, best_ckpt=best_ckpt, last_ckpt=resume_dir,
+    )  # fmt: skip
     it = start
-    last_ckpt: Path | None = resume_dir
     saved_at = start if resume_dir is not None else -1
-    seen: list[int] = []
     stop = _StopRequest()
     interrupted = False
-
-    def state(iteration: int) -> dict[str, Any]:
-        return {
-            "iteration": iteration,
-            "eps": eps_at(cfg, iteration),
-            "lr": lr_at(cfg, iteration),
-            "schedule": {
-                "lr": cfg.optim.lr,
-                "milestones": list(cfg.optim.milestones),
-                "gamma": cfg.optim.gamma,
-                "iters": cfg.optim.iters,
-            },
-            "best_score": best_score,
-            "world_size": info.world_size,
-            "config": cfg.to_dict(),
-            "model_config": mcfg.to_dict(),
-            "class_names": list(data.classes),
-            "verb_of": list(data.verb_of),
-            "noun_of": list(data.noun_of),
-            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
-        }
-
-    def save(iteration: int) -> Path | None:
-        rngs = all_gather_objects(info, capture_rng(dev))  # every rank takes part
-        if not info.is_main:
-            return None
-        folder = write_checkpoint(
-            ckpt_dir / checkpoint_name("ckpt", iteration), model, dict(state(iteration), rng=rngs), optimizer
-        )
-        prune(ckpt_dir, "ckpt", cfg.run.keep_last)
-        return folder
-
-    def validate(iteration: int) -> None:
-        nonlocal best_score, best_ckpt
-        _sync_buffers(model, info)
-        m = evaluate(
-            model,
-            data,
-            cfg.data.split,
-            records=val_records,
-            sparse=True,
-            gaze_mode=eval_gaze_mode(cfg),
-            batch_size=None,
-            precision=precision,
-            channels_last=cfg.run.channels_last,
-            device=dev,
-            max_clips=cfg.data.val_max_clips,
-            seed=cfg.run.seed,
-            dist_info=info,
-        )
-        summary = {
-            k: m[k]
-            for k in (
-                "mean_class_accuracy",
-                "mean_class_accuracy_all",
-                "overall_accuracy",
-                "verb_accuracy",
-                "noun_accuracy",
-                "gaze_within_one_cell",
-            )
-            if k in m
-        }
-        validation.append({"iteration": iteration, **summary})
-        logger.validation(iteration, summary)
-        score = m["mean_class_accuracy"]
-        if info.is_main and math.isfinite(score) and score > best_score:
-            best_score = score
-            best_ckpt = write_checkpoint(
-                ckpt_dir / checkpoint_name("best", iteration), model, dict(state(iteration), metrics=summary)
-            )
-            prune(ckpt_dir, "best", 1)
-        if info.is_main and progress:
-            print(f"validation @ {iteration}: mean class accuracy {100 * score:.2f}%", flush=True)
-
     bar = None
     if progress and info.is_main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.optim.iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
-    sums = torch.zeros(6, dtype=torch.float64)  # loss, ce, kl, do, flip, grad_norm over the log window
-    watch = DivergenceWatch(data.num_classes, cfg)
-    window_n, window_t = 0, time.perf_counter()
+    window = _LogWindow(data.num_classes, cfg)
     model.train()
     try:
         with stop.installed():
             batches = iter(loader)
             while it < cfg.optim.iters:
                 eps, lr = eps_at(cfg, it), lr_at(cfg, it)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
                 batch = next(batches)
-                seen.extend(int(i) for i in batch["index"])
-                rgb = batch["rgb"].to(dev, non_blocking=True).contiguous(memory_format=memory)
-                flow = None
-                if mcfg.use_flow:
-                    flow = batch["flow"].to(dev, non_blocking=True).contiguous(memory_format=memory)
-                labels = batch["label"].to(dev, non_blocking=True)
-                with autocast_context(dev, precision):
-                    out = net(rgb, flow, gaze_mode=gaze_mode, tau=cfg.estimator.tau)
-                losses = training_losses(
-                    out,
-                    labels,
-                    head=head,
-                    estimator=estimator,
-                    eps=eps,
-                    gaze_target=batch["gaze"].to(dev),
-                    gaze_valid=batch["gaze_valid"].to(dev),
-                    kl_weight=cfg.estimator.kl_weight,
-                )
-                total = losses["total"]
-                bad, stop_now = any_flag(info, not bool(torch.isfinite(total)), stop.requested)
-                if bad:
-                    _raise_nonfinite(it, losses, info, last_ckpt, "loss")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                scaler.unscale_(optimizer)
-                clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                if not scaler.is_enabled() and not bool(torch.isfinite(grad_norm)):
-                    # Gradients are all-reduced, so every rank sees the same norm.
-                    _raise_nonfinite(it, losses, info, last_ckpt, "gradient")
-                scaler.step(optimizer)
-                scaler.update()
+                rs.seen.extend(int(i) for i in batch["index"])
+                terms, stop_now = train_step(rs, batch, it, eps, lr, stop)
                 it += 1
-
-                terms = [total, losses["ce"], losses["kl"], losses["do"], losses["flip"], grad_norm]
-                vals = torch.stack([t.detach().double().cpu() for t in terms])
-                sums += vals
-                window_n += 1
+                window.add(terms)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
-                        ce=f"{vals[1]:.3f}",
-                        kl=f"{vals[2]:.3f}",
-                        do=f"{vals[3]:.3f}",
-                        eps=f"{eps:.3g}",
-                        lr=f"{lr:.3g}",
-                        refresh=False,
-                    )
+                        ce=f"{terms[1]:.3f}", kl=f"{terms[2]:.3f}", do=f"{terms[3]:.3f}", eps=f"{eps:.3g}",
+                        lr=f"{lr:.3g}", refresh=False,
+                    )  # fmt: skip
                 if it % cfg.run.log_every == 0 or it == cfg.optim.iters or stop_now:
-                    mean = _mean_over_ranks(info, sums / window_n)
-                    elapsed = time.perf_counter() - window_t
-                    row = {
-                        "iteration": it,
-                        "loss": mean[0],
-                        "ce": mean[1],
-                        "kl": mean[2],
-                        "do": mean[3],
-                        "flip": mean[4],
-                        "eps": eps,
-                        "lr": lr,
-                        "grad_norm": mean[5],
-                        "it_per_s": window_n / elapsed if elapsed > 0 else math.nan,
-                        "time": time.time(),
-                    }
-                    history.append(row)
-                    logger.train(row)
-                    alarm = watch.check(row)
-                    if alarm and info.is_main:
-                        print(alarm, file=sys.stderr, flush=True)
-                        logger.text(alarm)
-                    sums.zero_()
-                    window_n, window_t = 0, time.perf_counter()
+                    window.flush(rs, it, eps, lr)
                 if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
-                    validate(it)
+                    validate(rs, it)
                     model.train()
                 if stop_now:
                     interrupted = True
                     break
                 if it % cfg.run.checkpoint_every == 0 and it < cfg.optim.iters:
-                    last_ckpt, saved_at = save(it), it
+                    rs.last_ckpt, saved_at = save_checkpoint(rs, it), it
             if saved_at != it:
-                last_ckpt = save(it)
+                rs.last_ckpt = save_checkpoint(rs, it)
     except NonFiniteLossError as exc:
         logger.text(f"error: {exc}")
         raise
@@ -694,6 +564,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         if bar is not None:
             bar.close()
         logger.close()
+    last_ckpt, best_ckpt = rs.last_ckpt, rs.best_ckpt
     if interrupted and info.is_main:
         print(
             f"{stop.signal_name or 'stop request'}: saved checkpoint {last_ckpt} at iteration {it}; "
@@ -723,9 +594,201 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
         stop_signal=stop.signal_name,
         class_names=list(data.classes),
         model=model,
-        seen=seen,
+        seen=rs.seen,
         rank=info.rank,
     )
+
+
+@dataclass
+class RunState:
+    """What the steps of a run share: the model and its optimizer, the data, the run folder and
+    what the run has written so far (history, validations, best and last checkpoints)."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    dev: torch.device
+    precision: str  # resolved ("auto" decided once at the start)
+    memory: torch.memory_format
+    model: GazeAttentionNet  # the unwrapped model
+    net: nn.Module  # what the forward pass calls: the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    data: Any  # PreparedData
+    val_records: list[Any] | None
+    run_dir: Path
+    ckpt_dir: Path
+    logger: _Logger
+    progress: bool
+    history: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    best_score: float = -math.inf
+    best_ckpt: Path | None = None
+    last_ckpt: Path | None = None
+    seen: list[int] = field(default_factory=list)  # training-set indices this rank drew, in order
+
+
+def train_step(
+    rs: RunState, batch: dict[str, Any], it: int, eps: float, lr: float, stop: _StopRequest
+) -> tuple[torch.Tensor, bool]:
+    """One SGD step on a batch: forward, losses, checks, backward, clipping, update.
+
+    Returns the step's [loss, ce, kl, do, flip, grad_norm] (float64, CPU) and whether every rank
+    agreed to stop after it (a SIGINT/SIGTERM that arrived up to the loss check counts for this
+    step). A non-finite loss or gradient raises before the update.
+    """
+    cfg, dev, model = rs.cfg, rs.dev, rs.model
+    for g in rs.optimizer.param_groups:
+        g["lr"] = lr
+    rgb = batch["rgb"].to(dev, non_blocking=True).contiguous(memory_format=rs.memory)
+    flow = None
+    if model.config.use_flow:
+        flow = batch["flow"].to(dev, non_blocking=True).contiguous(memory_format=rs.memory)
+    labels = batch["label"].to(dev, non_blocking=True)
+    with autocast_context(dev, rs.precision):
+        out = rs.net(rgb, flow, gaze_mode=TRAIN_GAZE_MODE[cfg.estimator.name], tau=cfg.estimator.tau)
+    losses = training_losses(
+        out,
+        labels,
+        head=model.head,
+        estimator=cfg.estimator.name,
+        eps=eps,
+        gaze_target=batch["gaze"].to(dev),
+        gaze_valid=batch["gaze_valid"].to(dev),
+        kl_weight=cfg.estimator.kl_weight,
+    )
+    total = losses["total"]
+    bad, stop_now = any_flag(rs.info, not bool(torch.isfinite(total)), stop.requested)
+    if bad:
+        _raise_nonfinite(it, losses, rs.info, rs.last_ckpt, "loss")
+    rs.optimizer.zero_grad(set_to_none=True)
+    rs.scaler.scale(total).backward()
+    rs.scaler.unscale_(rs.optimizer)
+    clip = cfg.optim.clip_grad if cfg.optim.clip_grad is not None else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not rs.scaler.is_enabled() and not bool(torch.isfinite(grad_norm)):
+        # Gradients are all-reduced, so every rank sees the same norm.
+        _raise_nonfinite(it, losses, rs.info, rs.last_ckpt, "gradient")
+    rs.scaler.step(rs.optimizer)
+    rs.scaler.update()
+    terms = [total, losses["ce"], losses["kl"], losses["do"], losses["flip"], grad_norm]
+    return torch.stack([t.detach().double().cpu() for t in terms]), stop_now
+
+
+class _LogWindow:
+    """Sums of the step terms over `run.log_every` iterations, written as one row when flushed."""
+
+    def __init__(self, num_classes: int, cfg: TrainConfig) -> None:
+        self.sums = torch.zeros(6, dtype=torch.float64)  # loss, ce, kl, do, flip, grad_norm
+        self.n = 0
+        self.t0 = time.perf_counter()
+        self.watch = DivergenceWatch(num_classes, cfg)
+
+    def add(self, terms: torch.Tensor) -> None:
+        self.sums += terms
+        self.n += 1
+
+    def flush(self, rs: RunState, it: int, eps: float, lr: float) -> None:
+        mean = _mean_over_ranks(rs.info, self.sums / self.n)
+        elapsed = time.perf_counter() - self.t0
+        row = {
+            "iteration": it,
+            "loss": mean[0],
+            "ce": mean[1],
+            "kl": mean[2],
+            "do": mean[3],
+            "flip": mean[4],
+            "eps": eps,
+            "lr": lr,
+            "grad_norm": mean[5],
+            "it_per_s": self.n / elapsed if elapsed > 0 else math.nan,
+            "time": time.time(),
+        }
+        rs.history.append(row)
+        rs.logger.train(row)
+        alarm = self.watch.check(row)
+        if alarm and rs.info.is_main:
+            print(alarm, file=sys.stderr, flush=True)
+            rs.logger.text(alarm)
+        self.sums.zero_()
+        self.n, self.t0 = 0, time.perf_counter()
+
+
+def checkpoint_state(rs: RunState, iteration: int) -> dict[str, Any]:
+    """The JSON part of a checkpoint: where the run is, its config, schedule and class names."""
+    cfg, data = rs.cfg, rs.data
+    return {
+        "iteration": iteration,
+        "eps": eps_at(cfg, iteration),
+        "lr": lr_at(cfg, iteration),
+        "schedule": {
+            "lr": cfg.optim.lr,
+            "milestones": list(cfg.optim.milestones),
+            "gamma": cfg.optim.gamma,
+            "iters": cfg.optim.iters,
+        },
+        "best_score": rs.best_score,
+        "world_size": rs.info.world_size,
+        "config": cfg.to_dict(),
+        "model_config": rs.model.config.to_dict(),
+        "class_names": list(data.classes),
+        "verb_of": list(data.verb_of),
+        "noun_of": list(data.noun_of),
+        "grad_scaler": rs.scaler.state_dict() if rs.scaler.is_enabled() else None,
+    }
+
+
+def save_checkpoint(rs: RunState, iteration: int) -> Path | None:
+    """Write ckpt-<iteration> (weights, optimizer, every rank's RNG) and keep the newest few."""
+    rngs = all_gather_objects(rs.info, capture_rng(rs.dev))  # every rank takes part
+    if not rs.info.is_main:
+        return None
+    folder = write_checkpoint(
+        rs.ckpt_dir / checkpoint_name("ckpt", iteration),
+        rs.model,
+        dict(checkpoint_state(rs, iteration), rng=rngs),
+        rs.optimizer,
+    )
+    prune(rs.ckpt_dir, "ckpt", rs.cfg.run.keep_last)
+    return folder
+
+
+def validate(rs: RunState, iteration: int) -> None:
+    """Sparse evaluation on the split's test list; logs it and keeps the best as best-<iteration>."""
+    cfg, info = rs.cfg, rs.info
+    _sync_buffers(rs.model, info)
+    m = evaluate(
+        rs.model,
+        rs.data,
+        cfg.data.split,
+        records=rs.val_records,
+        sparse=True,
+        gaze_mode=eval_gaze_mode(cfg),
+        batch_size=None,
+        precision=rs.precision,
+        channels_last=cfg.run.channels_last,
+        device=rs.dev,
+        max_clips=cfg.data.val_max_clips,
+        seed=cfg.run.seed,
+        dist_info=info,
+    )
+    keys = (
+        "mean_class_accuracy", "mean_class_accuracy_all", "overall_accuracy", "verb_accuracy",
+        "noun_accuracy", "gaze_within_one_cell",
+    )  # fmt: skip
+    summary = {k: m[k] for k in keys if k in m}
+    rs.validation.append({"iteration": iteration, **summary})
+    rs.logger.validation(iteration, summary)
+    score = m["mean_class_accuracy"]
+    if info.is_main and math.isfinite(score) and score > rs.best_score:
+        rs.best_score = score
+        rs.best_ckpt = write_checkpoint(
+            rs.ckpt_dir / checkpoint_name("best", iteration),
+            rs.model,
+            dict(checkpoint_state(rs, iteration), metrics=summary),
+        )
+        prune(rs.ckpt_dir, "best", 1)
+    if info.is_main and rs.progress:
+        print(f"validation @ {iteration}: mean class accuracy {100 * score:.2f}%", flush=True)
 
 
 def _sync_buffers(model: nn.Module, info: DistInfo) -> None:
