@@ -101,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
             if size is None and cfg.data.root:
                 size = _prepared_size(cfg.data.root)
         else:
-            if not args.class_names:
-                return error("--reference-prefix needs --class-names action_idx.txt (the authors' files hold no names)")
             if not Path(args.class_names).is_file():
                 return error(f"--class-names {args.class_names}: no such file")
             names = read_index(args.class_names)
