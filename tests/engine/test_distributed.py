@@ -59,7 +59,12 @@ def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
     with open(f"{out}/rank{rank}.json", "w") as fh:
         json.dump({"seen": result.seen, "clips": [c["name"] for c in m["clips"]], "num_clips": m["num_clips"],
                    "validation": result.validation}, fh)  # fmt: skip
+    dist.barrier()
     dist.destroy_process_group()
+    # Everything this test checks is on disk now. Gloo's worker threads can still abort the
+    # interpreter's finalization (a PyTorch race, pytorch/pytorch#179291), which would fail the
+    # test for a reason outside this project: leave without finalization.
+    os._exit(0)
 
 
 def test_two_process_gloo_ddp(prepared, tmp_path, tiny_config):

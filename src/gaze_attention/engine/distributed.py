@@ -77,6 +77,9 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInf
 
 def shutdown(info: DistInfo) -> None:
     if info.owns_group and dist.is_initialized():
+        # No rank may tear gloo down while a peer is still inside a collective: that races the
+        # peer's background threads and can abort it (SIGABRT) at exit.
+        dist.barrier()
         dist.destroy_process_group()
 
 
