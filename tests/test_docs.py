@@ -188,7 +188,8 @@ def test_training_page_preset_table_matches_the_presets():
         o = y["optim"]
         row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
         ms = " and ".join(str(m) for m in o["milestones"])
-        assert f"SGD lr {o['lr']}, ×{o['gamma']} at {ms}, {o['iters']} iterations, batch {o['batch_size']}" in row
+        opt = {"sgd": "SGD", "adamw": "AdamW"}[o["optimizer"]]
+        assert f"{opt} lr {o['lr']}, ×{o['gamma']} at {ms}, {o['iters']} iterations, batch {o['batch_size']}" in row
         if o.get("warmup"):
             assert f"{o['warmup']} iterations of linear warm-up" in row
         if y["estimator"].get("eps_end"):

@@ -23,6 +23,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FLOW_METHODS = ("tvl1", "tvl1-torch", "dis", "farneback", "none")
 ONLINE_FLOW_METHODS = ("dis", "farneback", "tvl1")
 
+# Optimizers of `optim.optimizer`: the paper's SGD with momentum, or AdamW (beta1 = optim.momentum).
+OPTIMIZERS = ("sgd", "adamw")
+
 # Bundled model presets (gaze_attention.models.PRESETS holds their ModelConfig).
 MODEL_PRESETS = ("paper", "tiny")
 
@@ -33,5 +36,6 @@ __all__ = [
     "GAZE_MODES",
     "MODEL_PRESETS",
     "ONLINE_FLOW_METHODS",
+    "OPTIMIZERS",
     "PRECISIONS",
 ]

@@ -56,6 +56,16 @@ def test_demo_fine_tunes_with_the_preset_defaults() -> None:
     assert demo == preset
 
 
+def test_demo_pretrains_with_the_tiny_preset_optimizer_and_lr() -> None:
+    """Pre-training from scratch is the `tiny` recipe, shortened (AdamW at its lr)."""
+    from gaze_attention.engine.config import load_config
+
+    tiny = load_config("tiny")
+    pre = load_config("tiny", DemoPlan().pretrain_overrides())
+    assert (pre.optim.optimizer, pre.optim.lr) == (tiny.optim.optimizer, tiny.optim.lr)
+    assert pre.estimator.name == "none" and pre.optim.iters == DemoPlan().pretrain_iters
+
+
 def test_pretraining_classes_are_disjoint_from_the_demo_classes() -> None:
     from gaze_attention.data.synthetic import class_pairs
 

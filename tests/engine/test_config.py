@@ -40,6 +40,7 @@ def test_overrides_dotted_bare_and_yaml_values():
         ("optim.iters=abc", "integer"),
         ("estimator.name=magic", "estimator.name"),
         ("run.precision=fp8", "run.precision"),
+        ("optim.optimizer=adam", "optim.optimizer"),
         ("lr", "key=value"),
     ],
 )
@@ -53,3 +54,21 @@ def test_yaml_round_trip(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     assert read_config(tmp_path / "config.yaml") == cfg
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_optimizers_follow_the_config():
+    import torch
+
+    from gaze_attention.engine.train import make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    tiny = load_config("tiny")
+    assert tiny.optim.optimizer == "adamw" and load_config("paper").optim.optimizer == "sgd"
+    opt = make_optimizer(model, tiny.with_overrides({"optim.momentum": 0.8, "optim.weight_decay": 0.01}), 0.002)
+    assert isinstance(opt, torch.optim.AdamW)
+    g = opt.param_groups[0]
+    assert (g["lr"], g["betas"], g["weight_decay"]) == (0.002, (0.8, 0.999), 0.01)
+    opt = make_optimizer(model, load_config("paper"), 0.032)
+    assert isinstance(opt, torch.optim.SGD)
+    g = opt.param_groups[0]
+    assert (g["lr"], g["momentum"], g["weight_decay"]) == (0.032, 0.9, 4e-5)

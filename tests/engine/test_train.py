@@ -38,14 +38,15 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_resume_continues_exactly(prepared, tmp_path, tiny_config, channels_last):
+@pytest.mark.parametrize("channels_last, optimizer", [(False, "sgd"), (True, "sgd"), (True, "adamw")])
+def test_resume_continues_exactly(prepared, tmp_path, tiny_config, channels_last, optimizer):
     # Dropout on and the direct estimator: Gumbel noise, dropout masks, crops and flips all
-    # have to continue from the saved RNG states and data position.
+    # have to continue from the saved RNG states and data position (and AdamW's moments).
     over = {
         "model.dropout": 0.5,
         "optim.iters": 6,
         "optim.milestones": [4],
+        "optim.optimizer": optimizer,
         "run.channels_last": channels_last,
     }
     straight = train(tiny_config(prepared, tmp_path / "straight", **over), progress=False)

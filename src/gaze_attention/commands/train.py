@@ -24,7 +24,7 @@ from gaze_attention.commands._args import (
     error,
     positive_int,
 )
-from gaze_attention.constants import ESTIMATORS
+from gaze_attention.constants import ESTIMATORS, OPTIMIZERS
 
 # flag dest -> config key
 _FLAGS = {
@@ -35,6 +35,7 @@ _FLAGS = {
     "iters": "optim.iters",
     "batch_size": "optim.batch_size",
     "lr": "optim.lr",
+    "optimizer": "optim.optimizer",
     "seed": "run.seed",
     "precision": "run.precision",
     "workers": "data.workers",
@@ -112,7 +113,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="global batch size in clips, divided over torchrun processes"
                              + d("batch_size", "8"))  # fmt: skip
     parser.add_argument("--lr", type=float, metavar="LR",
-                        help="initial SGD learning rate (x0.1 at optim.milestones)" + d("lr", "0.032"))
+                        help="initial learning rate of optim.optimizer (x0.1 at optim.milestones)" + d("lr", "0.032"))
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                        help="sgd with momentum (the paper) or adamw (beta1 = optim.momentum)"
+                             + d("optimizer", "sgd"))  # fmt: skip
     parser.add_argument("--seed", type=int, metavar="SEED",
                         help="seed of data order, augmentation, Gumbel noise and dropout" + d("seed", "0"))
     add_precision_argument(parser, default=None, default_text=dflt("precision", "auto"))

@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from gaze_attention.constants import ESTIMATORS, PRECISIONS
+from gaze_attention.constants import ESTIMATORS, OPTIMIZERS, PRECISIONS
 
 
 def _model_spec() -> type:
@@ -63,8 +63,9 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class OptimSpec:
-    """SGD and its step schedule, counted in iterations."""
+    """The optimizer and its step schedule, counted in iterations."""
 
+    optimizer: str = "sgd"  # sgd (the paper) | adamw (beta1 = momentum; decoupled weight decay)
     lr: float = 0.032
     momentum: float = 0.9
     weight_decay: float = 4e-5
@@ -162,6 +163,8 @@ class TrainConfig:
             problems.append(f"model.preset {self.model.preset!r} is not one of {', '.join(PRESETS)}")
         if self.estimator.name not in ESTIMATORS:
             problems.append(f"estimator.name {self.estimator.name!r} is not one of {', '.join(ESTIMATORS)}")
+        if self.optim.optimizer not in OPTIMIZERS:
+            problems.append(f"optim.optimizer {self.optim.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.run.precision not in PRECISIONS:
             problems.append(f"run.precision {self.run.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.optim.batch_size < 1:

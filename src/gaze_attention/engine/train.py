@@ -93,6 +93,18 @@ class TrainResult:
     rank: int = 0  # this process's rank (only rank 0 wrote files)
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """`optim.optimizer`: SGD with momentum (the paper) or AdamW (beta1 = optim.momentum)."""
+    # foreach: the per-tensor path (the CPU default) is ~25x slower on channels_last_3d
+    # weights: 2.2 s against 0.08 s per step for the paper network.
+    o = cfg.optim
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay, foreach=True
+        )
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, foreach=True)
+
+
 def lr_at(cfg: TrainConfig, iteration: int) -> float:
     """Step schedule: lr * gamma ** (number of milestones <= iteration), after a linear warm-up."""
     o = cfg.optim
@@ -450,15 +462,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             # Without gaze the gaze head takes no part in the loss.
             find_unused_parameters=cfg.estimator.name == "none",
         )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=lr_at(cfg, start),
-        momentum=cfg.optim.momentum,
-        weight_decay=cfg.optim.weight_decay,
-        # The per-tensor path (the CPU default) is ~25x slower on channels_last_3d weights:
-        # 2.2 s against 0.08 s per step for the paper network.
-        foreach=True,
-    )
+    optimizer = make_optimizer(model, cfg, lr_at(cfg, start))
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
     best_score = -math.inf
     best_ckpt: Path | None = None
