@@ -56,14 +56,14 @@ def test_demo_fine_tunes_with_the_preset_defaults() -> None:
     assert demo == preset
 
 
-def test_demo_pretrains_with_the_tiny_preset_optimizer_and_lr() -> None:
-    """Pre-training from scratch is the `tiny` recipe, shortened (AdamW at its lr)."""
+def test_demo_pretrains_without_gaze_with_its_own_optimizer() -> None:
+    """Pre-training is `tiny` shortened, without gaze, with the plan's optimizer and lr."""
     from gaze_attention.engine.config import load_config
 
-    tiny = load_config("tiny")
-    pre = load_config("tiny", DemoPlan().pretrain_overrides())
-    assert (pre.optim.optimizer, pre.optim.lr) == (tiny.optim.optimizer, tiny.optim.lr)
-    assert pre.estimator.name == "none" and pre.optim.iters == DemoPlan().pretrain_iters
+    plan = DemoPlan()
+    pre = load_config("tiny", plan.pretrain_overrides())
+    assert (pre.optim.optimizer, pre.optim.lr) == ("sgd", 0.005) == (plan.pretrain_optimizer, plan.pretrain_lr)
+    assert pre.estimator.name == "none" and pre.optim.iters == plan.pretrain_iters == 300
 
 
 def test_pretraining_classes_are_disjoint_from_the_demo_classes() -> None:

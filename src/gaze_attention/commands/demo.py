@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training clips per class (default: 4 10 30; --quick: 4 12)",
     )  # fmt: skip
     parser.add_argument(
-        "--iters", type=positive_int, metavar="N", help="fine-tuning iterations per run (default: 32; --quick: 16)"
+        "--iters", type=positive_int, metavar="N", help="fine-tuning iterations per run (default: 40; --quick: 16)"
     )
     parser.add_argument("--lr", type=float, metavar="LR", help="fine-tuning SGD learning rate (default: 0.01)")
     parser.add_argument(
