@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from gaze_attention.cli import COMMANDS, build_parser, main
+from gaze_attention.constants import OPTIMIZER_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -188,8 +189,7 @@ def test_training_page_preset_table_matches_the_presets():
         o = y["optim"]
         row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
         ms = " and ".join(str(m) for m in o["milestones"])
-        opt = {"sgd": "SGD", "adamw": "AdamW"}[o["optimizer"]]
-        assert f"{opt} lr {o['lr']}, ×{o['gamma']} at {ms}, {o['iters']} iterations, batch {o['batch_size']}" in row
+        assert f"{OPTIMIZER_LABELS[o['optimizer']]} lr {o['lr']}, ×{o['gamma']} at {ms}, {o['iters']} iterations, batch {o['batch_size']}" in row
         if o.get("warmup"):
             assert f"{o['warmup']} iterations of linear warm-up" in row
         if y["estimator"].get("eps_end"):

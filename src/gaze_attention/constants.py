@@ -25,6 +25,7 @@ ONLINE_FLOW_METHODS = ("dis", "farneback", "tvl1")
 
 # Optimizers of `optim.optimizer`: the paper's SGD with momentum, or AdamW (beta1 = optim.momentum).
 OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZER_LABELS = {"sgd": "SGD", "adamw": "AdamW"}  # as reports and docs spell them
 
 # Bundled model presets (gaze_attention.models.PRESETS holds their ModelConfig).
 MODEL_PRESETS = ("paper", "tiny")
@@ -37,5 +38,6 @@ __all__ = [
     "MODEL_PRESETS",
     "ONLINE_FLOW_METHODS",
     "OPTIMIZERS",
+    "OPTIMIZER_LABELS",
     "PRECISIONS",
 ]

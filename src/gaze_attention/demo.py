@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from gaze_attention.constants import OPTIMIZER_LABELS
+
 ESTIMATOR_ORDER = ("none", "gumbel_softmax", "straight_through", "direct")
 COMPARISONS = (("direct", "none"), ("direct", "gumbel_softmax"))
 
@@ -630,7 +632,7 @@ def write_report(
         f"The backbone is pre-trained once, without gaze, on a disjoint synthetic set of "
         f"{len(pretrain_pairs(plan.classes))} other actions (every motion with the objects the "
         f"fine-tuning classes do not use; {plan.pretrain_per_class} clips each, other sessions), "
-        f"{plan.pretrain_iters} iterations, {plan.pretrain_optimizer.upper() if plan.pretrain_optimizer == 'sgd' else 'AdamW'} at lr {plan.pretrain_lr}; every arm then starts from it, "
+        f"{plan.pretrain_iters} iterations, {OPTIMIZER_LABELS[plan.pretrain_optimizer]} at lr {plan.pretrain_lr}; every arm then starts from it, "
         "as the paper's arms start from a Kinetics-initialised I3D. "
         if plan.pretrain
         else "Every arm trains from scratch. "
