@@ -5,30 +5,28 @@ reference-layout folder (`images_rgb/<clip>/0001.jpg`, `images_flow/<clip>/{u,v}
 plus split lists) or a dense_flow / mmaction2 rawframes folder (`<clip>/img_00001.jpg`,
 `<clip>/flow_x_00001.jpg`, `<clip>/flow_y_00001.jpg`, plus split lists); frames of folders
 without a manifest are counted on disk.
-`ClipDataset` samples windows, crops and flips RGB, flow and gaze together.
+`ClipDataset` samples windows, crops and flips RGB, flow and gaze together. Frames, flow
+and gaze are read through the folder's `FrameStore` (data/store.py), which knows the layouts.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gaze_attention.data.begaze import FIXATION
 from gaze_attention.data.egtea import (
     SplitEntry,
     build_vocabulary,
     find_split_files,
-    read_manifests,
     read_split,
 )
+from gaze_attention.data.store import FrameStore
 from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
 
 
@@ -43,33 +41,6 @@ class ClipRecord(NamedTuple):
     flow_frames: int | None = None  # None: same as num_frames (always so for our own output)
 
 
-def _count_jpgs(folder: Path, prefix: str = "") -> int:
-    try:
-        with os.scandir(folder) as it:
-            return sum(1 for e in it if e.name.endswith(".jpg") and e.name.startswith(prefix))
-    except FileNotFoundError:
-        return 0
-
-
-# dense_flow / mmaction2 rawframes: one folder per clip, 1-based 5-digit frame numbers.
-RAWFRAMES_RGB = "img_{:05d}.jpg"
-RAWFRAMES_FLOW = {"u": "flow_x_{:05d}.jpg", "v": "flow_y_{:05d}.jpg"}
-
-
-def _find_rawframes_clip(root: Path, look: int = 200) -> Path | None:
-    """A clip folder of a rawframes layout among the first `look` entries of root, or None."""
-    try:
-        with os.scandir(root) as it:
-            for k, e in enumerate(it):
-                if k >= look:
-                    break
-                if e.is_dir() and (Path(e.path) / RAWFRAMES_RGB.format(1)).is_file():
-                    return Path(e.path)
-    except FileNotFoundError:
-        return None
-    return None
-
-
 class PreparedData:
     """A prepared data set: vocabulary, split lists and per-clip frame counts.
 
@@ -80,21 +51,11 @@ class PreparedData:
     def __init__(
         self, root: str | Path, annotations: str | Path | None = None, cache: bool = False
     ) -> None:
-        self.root = Path(root)
-        # cache=True keeps every decoded JPEG in memory (uint8): for many short runs over one
-        # small set, as the demo does; about 110 kB per 170x128 frame with its flow.
-        self.cache = cache
-        self._images: dict[tuple[Path, bool], np.ndarray] = {}
-        self.layout = "prepared"  # images_rgb/, images_flow/ (ours and the reference's)
-        rawframes_clip = None
-        if not (self.root / "images_rgb").is_dir():
-            rawframes_clip = _find_rawframes_clip(self.root)
-            if rawframes_clip is None:
-                raise FileNotFoundError(
-                    f"{self.root}: no images_rgb/ folder (run `prepare` first) and no dense_flow / "
-                    "mmaction2 clip folders (<clip>/img_00001.jpg)"
-                )
-            self.layout = "rawframes"
+        self.store = FrameStore(root, cache=cache)
+        self.root = self.store.root
+        self.layout = self.store.layout
+        self.has_flow = self.store.has_flow
+        self.manifest = self.store.manifest
         if annotations is None:
             annotations = self.root / "annotations"
             if not annotations.is_dir():
@@ -115,13 +76,7 @@ class PreparedData:
         self.nouns: list[str] = vocab.nouns
         self.verb_of: list[int] = vocab.verb_of
         self.noun_of: list[int] = vocab.noun_of
-        self.manifest = read_manifests(self.root)
-        if rawframes_clip is not None:
-            self.has_flow = (rawframes_clip / RAWFRAMES_FLOW["u"].format(1)).is_file()
-        else:
-            self.has_flow = (self.root / "images_flow").is_dir()
         self.missing: dict[tuple[int, str], list[str]] = {}
-        self._counts: dict[str, tuple[int, int | None]] = {}
 
     @property
     def num_classes(self) -> int:
@@ -131,37 +86,17 @@ class PreparedData:
     def splits(self) -> list[int]:
         return sorted(self._split_files)
 
-    def _frames(self, clip: str) -> tuple[int, int | None]:
-        if clip not in self._counts:
-            rec = self.manifest.get(clip)
-            if rec is not None:
-                n = int(rec["num_frames"])
-                self._counts[clip] = (n, n if self.has_flow else None)
-            elif self.layout == "rawframes":
-                d = self.root / clip
-                n = _count_jpgs(d, "img_")
-                nf = min(_count_jpgs(d, "flow_x_"), _count_jpgs(d, "flow_y_")) if self.has_flow else None
-                self._counts[clip] = (n, nf)
-            else:
-                n = _count_jpgs(self.root / "images_rgb" / clip)
-                nf = None
-                if self.has_flow:
-                    flow = self.root / "images_flow" / clip
-                    nf = min(_count_jpgs(flow / "u"), _count_jpgs(flow / "v"))
-                self._counts[clip] = (n, nf)
-        return self._counts[clip]
+    @property
+    def cache(self) -> bool:
+        return self.store.cache
 
     def rgb_path(self, clip: str, i: int) -> Path:
         """The JPEG of frame i (0-based) of a clip."""
-        if self.layout == "rawframes":
-            return self.root / clip / RAWFRAMES_RGB.format(i + 1)
-        return self.root / "images_rgb" / clip / f"{i + 1:04d}.jpg"
+        return self.store.rgb_path(clip, i)
 
     def flow_path(self, clip: str, channel: str, i: int) -> Path:
         """The 8-bit flow JPEG of channel 'u' (x) or 'v' (y), frame i (0-based), of a clip."""
-        if self.layout == "rawframes":
-            return self.root / clip / RAWFRAMES_FLOW[channel].format(i + 1)
-        return self.root / "images_flow" / clip / channel / f"{i + 1:04d}.jpg"
+        return self.store.flow_path(clip, channel, i)
 
     def split(self, number: int, part: str) -> list[ClipRecord]:
         """Records of `{part}_split{number}.txt` that exist on disk (others go to `missing`)."""
@@ -172,7 +107,7 @@ class PreparedData:
             raise FileNotFoundError(f"no {part}_split{number}.txt in {self.annotations} (have {have})")
         records, missing = [], []
         for e in self._entries[(number, part)]:
-            n, nf = self._frames(e.name)
+            n, nf = self.store.counts(e.name)
             if n == 0 or nf == 0:
                 missing.append(e.name)
                 continue
@@ -188,40 +123,11 @@ class PreparedData:
 
     def image(self, path: Path, grey: bool = False) -> np.ndarray:
         """A prepared frame: [H, W, 3] RGB, or [H, W] for a flow component (`grey`)."""
-        key = (path, grey)
-        img = self._images.get(key)
-        if img is None:
-            img = _read_grey(path) if grey else _read_rgb(path)
-            if self.cache:
-                self._images[key] = img
-        return img
+        return self.store.image(path, grey)
 
     def gaze(self, clip: str, num_frames: int) -> np.ndarray:
         """[num_frames, 3] x, y, event; nan/0 rows where the clip has no gaze file or rows."""
-        out = np.full((num_frames, 3), np.nan, dtype=np.float32)
-        out[:, 2] = 0
-        p = self.root / "gaze" / f"{clip}.npy"
-        if p.is_file():
-            g = np.load(p)
-            n = min(len(g), num_frames)
-            out[:n] = g[:n]
-        return out
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    """[H, W, 3] RGB view of the BGR image (np.stack copies it; no cv2.cvtColor, which may
-    use OpenCV's thread pool)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return img[..., ::-1]
-
-
-def _read_grey(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return img
+        return self.store.gaze(clip, num_frames)
 
 
 class ClipDataset(Dataset):
@@ -270,17 +176,8 @@ class ClipDataset(Dataset):
         return len(self.records)
 
     def _load(self, rec: ClipRecord, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        data = self.data
-        rgb = np.stack([data.image(data.rgb_path(rec.name, i)) for i in idx])  # [T, H, W, 3]
-        flow = None
-        if self.use_flow:
-            last = (rec.flow_frames or rec.num_frames) - 1
-            fidx = np.minimum(idx, last)  # dense_flow output has one flow frame fewer
-            flow = np.stack(
-                [np.stack([data.image(data.flow_path(rec.name, c, i), grey=True) for c in ("u", "v")], -1)
-                 for i in fidx]
-            )  # [T, H, W, 2]
-        return rgb, flow
+        return self.data.store.frames(rec.name, idx, use_flow=self.use_flow,
+                                      flow_frames=rec.flow_frames or rec.num_frames)  # fmt: skip
 
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
@@ -301,10 +198,7 @@ class ClipDataset(Dataset):
         else:
             cf = CropFlip.center(h, w, self.crop)
 
-        gaze = self.data.gaze(rec.name, n)[idx]  # [T, 3]
-        pts = gaze[:, :2].copy()
-        pts[gaze[:, 2] != FIXATION] = np.nan  # only fixations are gaze targets
-        pts = cf.points(pts)
+        pts = cf.points(self.data.store.fixations(rec.name, n)[idx])  # [T, 2]
 
         sample = {
             "rgb": to_unit_range(cf.frames(rgb)),  # [3, T, crop, crop]

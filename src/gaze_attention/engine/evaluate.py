@@ -90,8 +90,7 @@ def predict_clips(
     net = unwrap(model)
     cfg = net.config
     clips = [
-        PreparedClip(data.root, records[i].name, cfg.crop, cfg.use_flow, records[i].num_frames,
-                     records[i].flow_frames, image=getattr(data, "image", None))  # fmt: skip
+        PreparedClip(data, records[i].name, cfg.crop, cfg.use_flow, records[i].num_frames, records[i].flow_frames)
         for i in indices
     ]
     items = [(c, s) for c, clip in enumerate(clips) for s in options.windows.starts(clip.num_frames, cfg.frames)]

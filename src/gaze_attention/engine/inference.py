@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from gaze_attention.constants import EVAL_GAZE_MODES, PRECISIONS
-from gaze_attention.data.begaze import FIXATION
 from gaze_attention.data.flow import FlowComputer, encode_flow
+from gaze_attention.data.store import FrameStore
 from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
 from gaze_attention.estimators import sample_gumbel
 
@@ -229,46 +229,32 @@ class TensorClip:
             yield self.window(s, frames)
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return img[..., ::-1]  # BGR -> RGB view
-
-
-def _read_grey(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return img
-
-
 class PreparedClip:
-    """Windows of one clip of a prepared folder, read from its JPEGs one window at a time.
+    """Windows of one clip of a prepared folder (any layout `FrameStore` reads), read one
+    window at a time.
 
-    root: the prepared folder (images_rgb/<name>/0001.jpg, images_flow/<name>/{u,v}/, gaze/<name>.npy).
-    num_frames / flow_frames: frames on disk (None: counted); flow has one frame fewer in
-    dense_flow output, so the last flow frame repeats. image: the JPEG reader (default cv2).
+    store: the folder's `FrameStore` (or a `PreparedData`, or the folder's path). num_frames /
+    flow_frames: frames on disk (None: counted); flow has one frame fewer in dense_flow
+    output, so the last flow frame repeats.
     """
 
-    def __init__(self, root: str | os.PathLike, name: str, crop: int, use_flow: bool,
-                 num_frames: int | None = None, flow_frames: int | None = None,
-                 image: Callable[..., np.ndarray] | None = None) -> None:  # fmt: skip
-        self.root, self.name, self.crop, self.use_flow = Path(root), name, crop, use_flow
-        # image(path) -> RGB [H, W, 3], image(path, grey=True) -> [H, W]: e.g. PreparedData.image,
-        # which can keep decoded frames in memory across runs.
-        self._image = image
-        rgb_dir = self.root / "images_rgb" / name
-        if num_frames is None:
-            num_frames = sum(1 for p in rgb_dir.glob("*.jpg")) if rgb_dir.is_dir() else 0
+    def __init__(self, store: FrameStore | Any, name: str, crop: int, use_flow: bool,
+                 num_frames: int | None = None, flow_frames: int | None = None) -> None:  # fmt: skip
+        if isinstance(store, str | os.PathLike):
+            store = FrameStore(store)
+        self.store: FrameStore = getattr(store, "store", store)  # a PreparedData holds one
+        self.name, self.crop, self.use_flow = name, crop, use_flow
+        if num_frames is None or (use_flow and flow_frames is None):
+            counted, counted_flow = self.store.counts(name)
+            num_frames = counted if num_frames is None else num_frames
+            flow_frames = counted_flow if flow_frames is None else flow_frames
         if num_frames < 1:
-            raise FileNotFoundError(f"{rgb_dir}: no frames (expected 0001.jpg, 0002.jpg, ...)")
+            raise FileNotFoundError(f"clip {name}: no frames at {self.store.describe_clip(name)}")
+        if use_flow and not flow_frames:
+            raise FileNotFoundError(
+                f"the model uses optical flow but clip {name} under {self.store.root} has no flow frames"
+            )
         self.num_frames = num_frames
-        if use_flow and flow_frames is None:
-            fdir = self.root / "images_flow" / name
-            if not fdir.is_dir():
-                raise FileNotFoundError(f"the model uses optical flow but {fdir} does not exist")
-            flow_frames = min(sum(1 for _ in (fdir / c).glob("*.jpg")) for c in ("u", "v"))
         self.flow_frames = flow_frames or num_frames
         self._gaze: np.ndarray | None = None
         self._geometry: CenterCrop | None = None
@@ -276,33 +262,16 @@ class PreparedClip:
     def gaze(self) -> np.ndarray:
         """[num_frames, 2] recorded fixations (x, y normalised to the frame; nan: none)."""
         if self._gaze is None:
-            pts = np.full((self.num_frames, 2), np.nan, np.float32)
-            p = self.root / "gaze" / f"{self.name}.npy"
-            if p.is_file():
-                g = np.load(p).astype(np.float32)[: self.num_frames]  # [N, 3] x, y, event
-                fix = g[:, 2] == FIXATION  # only fixations are gaze targets, as in training
-                pts[: len(g)][fix] = g[fix, :2]
-            self._gaze = pts
+            self._gaze = self.store.fixations(self.name, self.num_frames)
         return self._gaze
 
     def read(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Frames `idx` as cropped uint8 rgb [L, c, c, 3], flow [L, c, c, 2] and crop-normalised points [L, 2]."""
-        rgb_dir = self.root / "images_rgb" / self.name
-        read_rgb = self._image or _read_rgb
-        rgb = np.stack([read_rgb(rgb_dir / f"{i + 1:04d}.jpg") for i in idx])  # [L, H, W, 3]
+        rgb, flow = self.store.frames(self.name, idx, use_flow=self.use_flow, flow_frames=self.flow_frames)
         if self._geometry is None:
             self._geometry = CenterCrop(rgb.shape[1], rgb.shape[2], self.crop)
-        flow = None
-        if self.use_flow:
-            fdir = self.root / "images_flow" / self.name
-            fidx = np.minimum(idx, self.flow_frames - 1)
-            read_grey = _read_grey if self._image is None else lambda p: self._image(p, grey=True)
-            flow = np.stack(
-                [np.stack([read_grey(fdir / c / f"{i + 1:04d}.jpg") for c in ("u", "v")], -1) for i in fidx]
-            )  # [L, H, W, 2]
-            flow = self._geometry(flow)
         points = self._geometry.box.points(self.gaze()[idx])
-        return self._geometry(rgb), flow, points
+        return self._geometry(rgb), None if flow is None else self._geometry(flow), points
 
     def window(self, start: int, frames: int) -> Window:
         idx = np.minimum(np.arange(start, start + frames), self.num_frames - 1)  # [T]; edge-padded

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import torch
 from torch import nn
 
+from gaze_attention.data.store import FrameStore
 from gaze_attention.engine.checkpoint import unwrap
 from gaze_attention.engine.inference import (  # noqa: F401  (re-exported for existing imports)
     PREPARED_SIZE,
@@ -47,12 +47,11 @@ def _top(logits: torch.Tensor, class_names: Sequence[str], k: int) -> list[dict[
 
 def open_source(path: Path, size: tuple[int, int], crop: int, use_flow: bool) -> tuple[Any, float, tuple[int, int]]:
     """(source, fps, frame size of the source in pixels) of a video file or a prepared clip folder."""
-    if path.is_dir():  # PREPARED/images_rgb/<clip>, read at its own frame size
-        clip = PreparedClip(path.parent.parent, path.name, crop, use_flow)
-        first = cv2.imread(str(path / "0001.jpg"))
-        if first is None:
-            raise FileNotFoundError(f"{path}: no 0001.jpg (expected a prepared clip folder)")
-        return clip, 24.0, (first.shape[1], first.shape[0])
+    if path.is_dir():  # a prepared clip folder, read at its own frame size
+        store, name = FrameStore.for_clip_folder(path)
+        clip = PreparedClip(store, name, crop, use_flow)
+        height, width = store.image(store.rgb_path(name, 0)).shape[:2]
+        return clip, 24.0, (width, height)
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
     reader = VideoReader(path, size)
