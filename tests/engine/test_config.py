@@ -59,7 +59,7 @@ def test_yaml_round_trip(tmp_path):
 def test_optimizers_follow_the_config():
     import torch
 
-    from gaze_attention.engine.train import make_optimizer
+    from gaze_attention.engine.schedules import make_optimizer
 
     model = torch.nn.Linear(3, 2)
     tiny = load_config("tiny")

@@ -15,7 +15,6 @@ from gaze_attention.engine.evaluate import evaluate
 from gaze_attention.engine.train import train
 
 
-
 def _as_rawframes(prepared: Path, out: Path) -> Path:
     """The same frames in the rawframes layout: <clip>/img_00001.jpg, flow_x_/flow_y_ (no manifest)."""
     for clip_dir in sorted((prepared / "images_rgb").iterdir()):

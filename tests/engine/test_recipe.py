@@ -11,7 +11,8 @@ import torch
 import gaze_attention as ga
 from gaze_attention.engine import train
 from gaze_attention.engine.config import load_config
-from gaze_attention.engine.train import DivergenceWatch, eps_at, lr_at
+from gaze_attention.engine.divergence import DivergenceWatch
+from gaze_attention.engine.schedules import eps_at, lr_at
 
 
 def test_warmup_then_steps() -> None:

@@ -188,11 +188,30 @@ def build_config(args: argparse.Namespace, require_paths: bool = True):
         base = load_config(args.preset or "paper")
     if getattr(args, "from_scratch", False):
         overrides["init.require_backbone"] = False
+    if _stretch_milestones(args, overrides):
+        from gaze_attention.engine.schedules import scaled_milestones
+
+        scaled = scaled_milestones(base, int(overrides["optim.iters"]))
+        if scaled != base.optim.milestones:
+            print(
+                f"--iters {overrides['optim.iters']}: lr milestones {list(base.optim.milestones)} of the preset's "
+                f"{base.optim.iters} iterations stretched to {list(scaled)} (set optim.milestones to choose)",
+                file=sys.stderr,
+            )
+        overrides["optim.milestones"] = list(scaled)
     cfg = base.with_overrides(overrides).with_overrides(args.overrides).validate()
     missing = [k for k, v in (("--data", cfg.data.root), ("--out", cfg.run.out)) if v is None]
     if missing and require_paths:
         raise ValueError(f"missing {' and '.join(missing)}")
     return cfg
+
+
+def _stretch_milestones(args: argparse.Namespace, overrides: dict[str, object]) -> bool:
+    """--iters on a fresh run whose milestones the user did not set: keep the preset's shape."""
+    if args.resume or "optim.iters" not in overrides:
+        return False
+    keys = [item.partition("=")[0].strip() for item in (args.overrides or [])]
+    return not any(k in ("optim.milestones", "milestones") for k in keys)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -69,7 +69,8 @@ class OptimSpec:
     lr: float = 0.032
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    milestones: tuple[int, ...] = (8000, 15000)
+    # lr x gamma at each milestone: an iteration, or below 1 a fraction of iters (scales with --iters)
+    milestones: tuple[float, ...] = (8000, 15000)
     gamma: float = 0.1
     iters: int = 18000
     clip_grad: float | None = 20.0
@@ -177,6 +178,8 @@ class TrainConfig:
             problems.append("estimator eps0 and eps_min must be positive")
         if self.estimator.eps_end is not None and not 0 < self.estimator.eps_end <= 1:
             problems.append("estimator.eps_end must be in (0, 1] (a fraction of optim.iters)")
+        if any(not m > 0 for m in self.optim.milestones):
+            problems.append("optim.milestones must be positive (iterations, or fractions of optim.iters below 1)")
         if self.optim.warmup < 0:
             problems.append("optim.warmup must be >= 0")
         if self.estimator.eps_every < 1:
@@ -214,7 +217,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             value = [value]
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where} must be a list, got {value!r}")
-        return tuple(int(v) for v in value)
+        items = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"{where} must be a list of numbers, got {value!r}")
+            items.append(int(v) if float(v).is_integer() else float(v))  # 200 stays 200, 0.5 stays 0.5
+        return tuple(items)
     base = text.replace(" | None", "").replace("None | ", "")
     if base in ("bool", "<class 'bool'>"):
         if not isinstance(value, bool):

@@ -8,23 +8,20 @@ continues exactly where it stopped. SIGINT / SIGTERM finish the current step, sa
 checkpoint and return; a non-finite loss or gradient raises `NonFiniteLossError` before the
 step is applied, leaving the last checkpoint as it was.
 
-Reading order: `train` (process group, run-folder lock) -> `_train` (setup, then the loop) ->
-the pieces the loop calls over one `RunState`: `train_step`, `_LogWindow`, `validate`,
-`save_checkpoint` (with `checkpoint_state`).
+Reading order: `train` (process group, run-folder lock) -> `_train`: `_setup` (data, model,
+optimizer), `_restore` (a resumed run), `_loader`, `_open_run_folder`, `_loop` (`train_step`,
+`_LogWindow`, `validate`, `save_checkpoint`), `_finish`. The schedules are `engine/schedules.py`,
+the files the run writes as it goes `engine/runlog.py`, the checkpoints' JSON schema
+`engine/train_state.py` and their naming `engine/saver.py`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import random
 import signal
 import sys
-import threading
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,21 +30,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from gaze_attention.data.store import FrameGeometry
+from gaze_attention.engine import schedules
 from gaze_attention.engine.checkpoint import (
     CheckpointError,
     capture_rng,
-    checkpoint_name,
-    clean_partial,
-    list_checkpoints,
     load_optimizer,
     load_weights,
-    prune,
-    read_state,
-    resolve_checkpoint,
     resolve_resume,
     restore_rng,
     warn_world_change,
-    write_checkpoint,
 )
 from gaze_attention.engine.config import TrainConfig, save_config
 from gaze_attention.engine.distributed import (
@@ -60,15 +52,25 @@ from gaze_attention.engine.distributed import (
     init_distributed,
     shutdown,
 )
+from gaze_attention.engine.divergence import DivergenceWatch
 from gaze_attention.engine.evaluate import autocast_context, evaluate
 from gaze_attention.engine.init import check_init, init_files
 from gaze_attention.engine.precision import resolve_for_ranks
 from gaze_attention.engine.runlock import claim_for_ranks
-from gaze_attention.estimators import eps_schedule
+from gaze_attention.engine.runlog import RunLog, StepTerms
+from gaze_attention.engine.saver import CheckpointSaver
+from gaze_attention.engine.schedules import eps_at, eps_rate, lr_at, make_optimizer
+from gaze_attention.engine.signals import StopRequest
+from gaze_attention.engine.train_state import TrainState, read_train_state
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
 
-SCALARS = ("loss", "ce", "kl", "do", "flip", "eps", "lr", "grad_norm", "it_per_s")
+# Re-exported: these lived here before the schedules and the watch had modules of their own.
+__all__ = [
+    "DivergenceWatch", "NonFiniteLossError", "TrainResult", "eps_at", "eps_rate", "eval_gaze_mode", "lr_at",
+    "make_optimizer", "subsample_per_class", "train",
+]  # fmt: skip
+
 
 
 class NonFiniteLossError(RuntimeError):
@@ -91,41 +93,6 @@ class TrainResult:
     model: nn.Module | None = None  # the trained (unwrapped) model, on its training device
     seen: list[int] = field(default_factory=list)  # training-set indices this rank drew, in order
     rank: int = 0  # this process's rank (only rank 0 wrote files)
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """`optim.optimizer`: SGD with momentum (the paper) or AdamW (beta1 = optim.momentum)."""
-    # foreach: the per-tensor path (the CPU default) is ~25x slower on channels_last_3d
-    # weights: 2.2 s against 0.08 s per step for the paper network.
-    o = cfg.optim
-    if o.optimizer == "adamw":
-        return torch.optim.AdamW(
-            model.parameters(), lr=lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay, foreach=True
-        )
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, foreach=True)
-
-
-def lr_at(cfg: TrainConfig, iteration: int) -> float:
-    """Step schedule: lr * gamma ** (number of milestones <= iteration), after a linear warm-up."""
-    o = cfg.optim
-    lr = o.lr * o.gamma ** sum(iteration >= m for m in o.milestones)
-    if iteration < o.warmup:
-        lr *= (iteration + 1) / o.warmup
-    return lr
-
-
-def eps_rate(cfg: TrainConfig) -> float:
-    """The eps decay rate: the configured one, or the one reaching eps_min at `eps_end` of the run."""
-    e = cfg.estimator
-    if e.eps_end is None:
-        return e.eps_rate
-    span = max(1.0, e.eps_end * cfg.optim.iters)
-    return math.log(max(e.eps0 / e.eps_min, 1.0)) / span
-
-
-def eps_at(cfg: TrainConfig, iteration: int) -> float:
-    e = cfg.estimator
-    return eps_schedule(iteration, e.eps0, eps_rate(cfg), e.eps_every, e.eps_min)
 
 
 def eval_gaze_mode(cfg: TrainConfig) -> str:
@@ -156,153 +123,6 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class _StopRequest:
-    """SIGINT / SIGTERM set a flag (the loop saves and returns); a second signal interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._old[s] = signal.signal(s, self._handle)
-        try:
-            yield self
-        finally:
-            for s, h in self._old.items():
-                signal.signal(s, h)
-
-
-class _Logger:
-    """CSV + TensorBoard scalars + a text log (train.log) on rank 0; nothing elsewhere.
-
-    train.log keeps what a user would have seen (config summary, a row every log_every
-    iterations, validations, warnings, the final checkpoint) for runs whose terminal is gone;
-    a resumed run appends to it.
-    """
-
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, start: int) -> None:
-        self.enabled = enabled
-        self.tb = None
-        self.csv_path = run_dir / "metrics.csv"
-        self.val_path = run_dir / "validation.csv"
-        self.log_path = run_dir / "train.log"
-        self._showwarning = None
-        if not enabled:
-            return
-        _truncate_csv(self.csv_path, start)
-        _truncate_csv(self.val_path, start)
-        if start == 0:
-            self.log_path.unlink(missing_ok=True)
-        # Warnings are shown as usual and also kept in the log.
-        self._showwarning = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-            self.text(f"warning: {category.__name__}: {message}")
-            self._showwarning(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start if start > 0 else None)
-            except ImportError as exc:  # tensorboard is a dependency; keep training if it is broken
-                warnings.warn(f"TensorBoard logging disabled: {exc}", stacklevel=2)
-
-    def row(self, path: Path, row: dict[str, Any]) -> None:
-        new = not path.is_file() or path.stat().st_size == 0
-        with open(path, "a", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def text(self, line: str) -> None:
-        if not self.enabled:
-            return
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-
-    def train(self, row: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        self.row(self.csv_path, row)
-        self.text(
-            f"iteration {int(row['iteration'])}: loss {row['loss']:.4f} ce {row['ce']:.4f} "
-            f"kl {row['kl']:.4f} do {row['do']:.4f} flip {row.get('flip', math.nan):.3g} eps {row['eps']:.4g} "
-            f"lr {row['lr']:.4g} "
-            f"grad_norm {row['grad_norm']:.3g} {row['it_per_s']:.3g} it/s"
-        )
-        if self.tb is not None:
-            for k in SCALARS:
-                if k in row:
-                    self.tb.add_scalar(f"train/{k}", row[k], int(row["iteration"]))
-
-    def validation(self, iteration: int, m: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        self.row(self.val_path, {"iteration": iteration, **m})
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, int | float) and v is not None)
-        self.text(f"validation @ {iteration}: {shown}")
-        if self.tb is not None:
-            for k, v in m.items():
-                if isinstance(v, int | float) and v is not None and math.isfinite(v):
-                    self.tb.add_scalar(f"val/{k}", v, iteration)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-        if self._showwarning is not None:
-            warnings.showwarning = self._showwarning
-            self._showwarning = None
-
-
-def _truncate_csv(path: Path, start: int) -> None:
-    """Keep the rows of iterations <= start (a resumed run rewrites what followed)."""
-    if not path.is_file():
-        return
-    if start == 0:
-        path.unlink()
-        return
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    keep = [r for r in rows if int(float(r["iteration"])) <= start]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        if keep:
-            w = csv.DictWriter(fh, fieldnames=list(keep[0]))
-            w.writeheader()
-            w.writerows(keep)
-    os.replace(tmp, path)
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-
-
-def _num(v: str) -> Any:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return v
-    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
-
-
 def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
     files = init_files(cfg)
     if not files:
@@ -310,39 +130,6 @@ def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
     return load_reference_checkpoint(
         model, files.get("base"), files.get("gaze"), files.get("attn"), rgb=files.get("rgb"), flow=files.get("flow")
     )
-
-
-class DivergenceWatch:
-    """Says, while a run goes on, when its training cross-entropy climbs far above chance.
-
-    A classifier that has learned nothing sits at ln(C); a window mean well above that (after
-    warm-up) means the weights are being pushed into confident wrong answers: almost always a
-    learning rate too high for the initialisation. Warns once per climb.
-    """
-
-    def __init__(self, num_classes: int, cfg: TrainConfig, margin: float = 1.0) -> None:
-        self.chance = math.log(max(num_classes, 2))
-        self.limit = self.chance + margin
-        self.cfg = cfg
-        self.raised = False
-
-    def check(self, row: dict[str, float]) -> str | None:
-        it, ce = int(row["iteration"]), float(row["ce"])
-        if it <= self.cfg.optim.warmup or not math.isfinite(ce):
-            return None
-        if ce <= self.chance:
-            self.raised = False
-            return None
-        if self.raised or ce <= self.limit:
-            return None
-        self.raised = True
-        o = self.cfg.optim
-        return (
-            f"warning: training cross-entropy {ce:.2f} at iteration {it} is far above ln({math.exp(self.chance):.0f})"
-            f" = {self.chance:.2f}, the loss of a model that predicts nothing: the run is diverging. "
-            f"Likely cause: learning rate {row['lr']:.3g} too high for this initialisation "
-            f"(from scratch, lower optim.lr, e.g. lr={o.lr / 4:.3g}, or lengthen optim.warmup, now {o.warmup})."
-        )
 
 
 def _seed_all(seed: int) -> None:
@@ -366,11 +153,12 @@ def train(
     if cfg.run.out is None:
         raise ValueError("run.out (the run folder) is not set")
     check_init(cfg)  # before any data is read: a missing Kinetics backbone is said at once
+    data, records = _training_clips(cfg, data)  # before the run folder exists: a bad batch is said at once
     info = init_distributed(cfg.run.device)
     try:
         lock = claim_for_ranks(cfg.run.out, info, resume=bool(cfg.run.resume), overwrite=overwrite)
         try:
-            return _train(cfg, info, progress, data)
+            return _train(cfg, info, progress, data, records)
         finally:
             if lock is not None:
                 lock.release()
@@ -378,70 +166,99 @@ def train(
         shutdown(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> TrainResult:
-    """Set the run up (data, model, optimizer, resume state, loader, run folder) into a
-    `RunState`, then loop: `train_step`, a `_LogWindow` row every `log_every`, `validate` every
-    `val_every`, `save_checkpoint` every `checkpoint_every` and at the end."""
-    from gaze_attention.data import ClipDataset, PreparedData
+@dataclass
+class RunState:
+    """What the parts of a run share: the model and its optimizer, the data, the run folder and
+    what the run has written so far (history, validations, checkpoints)."""
 
-    run_dir = Path(cfg.run.out)
-    ckpt_dir = run_dir / "checkpoints"
+    cfg: TrainConfig
+    info: DistInfo
+    dev: torch.device
+    precision: str  # resolved ("auto" decided once at the start)
+    memory: torch.memory_format
+    model: GazeAttentionNet  # the unwrapped model
+    net: nn.Module  # what the forward pass calls: the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    data: Any  # PreparedData
+    records: list[Any]  # the training clips
+    val_records: list[Any] | None
+    geometry: FrameGeometry  # of the training frames, kept in every checkpoint
+    run_dir: Path
+    saver: CheckpointSaver
+    logger: RunLog
+    progress: bool
+    start: int = 0  # the iteration this process starts (resumes) at
+    resume_dir: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    best_ckpt: Path | None = None
+    last_ckpt: Path | None = None
+    seen: list[int] = field(default_factory=list)  # training-set indices this rank drew, in order
+
+
+def _training_clips(cfg: TrainConfig, data: Any) -> tuple[Any, list[Any]]:
+    """The data set and its training clips (at most max_train_per_class each), checked against the batch."""
+    from gaze_attention.data import PreparedData
+
+    if data is None:
+        if cfg.data.root is None:
+            raise ValueError("data.root (the prepared data folder) is not set")
+        data = PreparedData(cfg.data.root)
+    records = subsample_per_class(data.split(cfg.data.split, "train"), cfg.data.max_train_per_class, cfg.run.seed)
+    if not records:
+        raise ValueError(f"{data.root}: split {cfg.data.split} has no training clips on disk")
+    if cfg.optim.batch_size > len(records):
+        raise ValueError(
+            f"optim.batch_size {cfg.optim.batch_size} is larger than the {len(records)} training clips of "
+            f"{data.root} split {cfg.data.split}: every batch would repeat clips; use --batch-size "
+            f"{min(len(records), 8)} or fewer"
+        )
+    return data, records
+
+
+def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any, records: list[Any]) -> TrainResult:
+    """Set up (data, model, optimizer, run folder), restore a resumed run, loop, finish."""
+    resume_dir, resume = _resume_state(cfg)
+    rs = _setup(cfg, info, progress, data, records, start=resume.iteration if resume else 0)
+    if resume is not None:
+        _restore(rs, resume_dir, resume)
+    loader = _loader(rs)
+    _open_run_folder(rs)
+    stop = StopRequest()
+    with stop.installed():
+        it = _loop(rs, loader, stop)
+    return _finish(rs, it, stop)
+
+
+def _resume_state(cfg: TrainConfig) -> tuple[Path | None, TrainState | None]:
+    if not cfg.run.resume:
+        return None, None
+    folder = resolve_resume(cfg.run.resume)
+    state = read_train_state(folder)
+    if state.optimizer is None:
+        raise CheckpointError(
+            f"{folder} holds no optimizer state (a best-* checkpoint?): resume from a ckpt-* checkpoint "
+            "or a run folder"
+        )
+    return folder, state
+
+
+def _setup(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any, records: list[Any], start: int) -> RunState:
+    """Model (initialised, placed, wrapped), optimizer, logger: everything but a resumed run's state."""
     dev = info.device
     if cfg.optim.batch_size % info.world_size:
         raise ValueError(
             f"optim.batch_size {cfg.optim.batch_size} is the global batch and must divide evenly over "
             f"{info.world_size} processes"
         )
-    local_bs = cfg.optim.batch_size // info.world_size
-    choice = resolve_for_ranks(cfg.run.precision, dev, info)
-    precision = choice.precision  # cfg keeps "auto": a resumed run on other hardware decides anew
+    choice = resolve_for_ranks(cfg.run.precision, dev, info)  # cfg keeps "auto": a resumed run decides anew
     if info.is_main:
         print(choice, flush=True)
-
-    resume_state: dict[str, Any] | None = None
-    resume_dir: Path | None = None
-    if cfg.run.resume:
-        resume_dir = resolve_resume(cfg.run.resume)
-        resume_state = read_state(resume_dir)
-        if "optimizer" not in resume_state:
-            raise CheckpointError(
-                f"{resume_dir} holds no optimizer state (a best-* checkpoint?): resume "
-                "from a ckpt-* checkpoint or a run folder"
-            )
-    start = int(resume_state["iteration"]) if resume_state else 0
     _seed_all(cfg.run.seed * 1000 + info.rank)
-
-    if data is None:
-        if cfg.data.root is None:
-            raise ValueError("data.root (the prepared data folder) is not set")
-        data = PreparedData(cfg.data.root)
     model = build_model(cfg.model.preset, num_classes=data.num_classes, **cfg.model.overrides())
-    mcfg = model.config
-    if resume_state is not None and resume_state["model_config"] != mcfg.to_dict():
-        raise CheckpointError(
-            f"{resume_dir} was trained with model {resume_state['model_config']}, the config builds "
-            f"{mcfg.to_dict()}"
-        )
-    records = subsample_per_class(
-        data.split(cfg.data.split, "train"), cfg.data.max_train_per_class, cfg.run.seed
-    )
-    dataset = ClipDataset(
-        data,
-        records,
-        train=True,
-        frames=mcfg.frames,
-        crop=mcfg.crop,
-        grid=model.grid,
-        use_flow=mcfg.use_flow,
-        seed=cfg.run.seed,
-    )
-    val_records = None
-    if cfg.run.val_every:
-        val_records = data.split(cfg.data.split, "test")
-
-    if resume_state is not None:
-        load_weights(model, resume_dir)
-    else:
+    val_records = data.split(cfg.data.split, "test") if cfg.run.val_every else None
+    if start == 0:
         loaded = _init_weights(model, cfg)
         if loaded and info.is_main:
             print(f"initialised {', '.join(loaded)} from the reference files", flush=True)
@@ -462,183 +279,192 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
             # Without gaze the gaze head takes no part in the loss.
             find_unused_parameters=cfg.estimator.name == "none",
         )
-    optimizer = make_optimizer(model, cfg, lr_at(cfg, start))
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
-    best_score = -math.inf
-    best_ckpt: Path | None = None
-    if resume_state is not None:
-        load_optimizer(optimizer, resume_dir, resume_state["optimizer"])
-        for p, st in optimizer.state.items():
-            # Buffers come back contiguous; give them their parameter's layout (channels_last_3d).
-            for k, v in st.items():
-                if isinstance(v, torch.Tensor) and v.shape == p.shape:
-                    st[k] = torch.empty_like(p).copy_(v)
-        ranks = resume_state.get("rng", [])
-        warn_world_change(len(ranks), info.world_size)
-        if info.rank < len(ranks):
-            restore_rng(ranks[info.rank], dev)
-        if resume_state.get("grad_scaler"):
-            scaler.load_state_dict(resume_state["grad_scaler"])
-        best_score = resume_state.get("best_score", -math.inf)
-        best = list_checkpoints(ckpt_dir, "best")
-        best_ckpt = best[-1][1] if best else None
+    run_dir = Path(cfg.run.out)
+    return RunState(
+        cfg=cfg, info=info, dev=dev, precision=choice.precision, memory=memory, model=model, net=net,
+        optimizer=make_optimizer(model, cfg, lr_at(cfg, start)),
+        scaler=torch.amp.GradScaler(dev.type, enabled=choice.precision == "fp16"),
+        data=data, records=records, val_records=val_records, geometry=_geometry(data, records),
+        run_dir=run_dir, saver=CheckpointSaver(run_dir / "checkpoints", cfg.run.keep_last, info.is_main),
+        logger=RunLog(run_dir, info.is_main, cfg.run.tensorboard, start), progress=progress, start=start,
+    )  # fmt: skip
 
+
+def _geometry(data: Any, records: list[Any]) -> FrameGeometry:
+    store = getattr(data, "store", None)
+    if store is None:  # a data object of the caller's without a FrameStore: read one frame
+        h, w = data.image(data.rgb_path(records[0].name, 0)).shape[:2]
+        return FrameGeometry((int(w), int(h)))
+    return store.geometry(records[0].name)
+
+
+def _restore(rs: RunState, folder: Path, state: TrainState) -> None:
+    """A resumed run's weights, optimizer moments, RNG streams, scaler and best score."""
+    if state.model_config != rs.model.config.to_dict():
+        raise CheckpointError(
+            f"{folder} was trained with model {state.model_config}, the config builds {rs.model.config.to_dict()}"
+        )
+    load_weights(rs.model, folder)
+    load_optimizer(rs.optimizer, folder, state.optimizer)
+    for p, st in rs.optimizer.state.items():
+        # Buffers come back contiguous; give them their parameter's layout (channels_last_3d).
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.shape == p.shape:
+                st[k] = torch.empty_like(p).copy_(v)
+    warn_world_change(len(state.rng), rs.info.world_size)
+    if rs.info.rank < len(state.rng):
+        restore_rng(state.rng[rs.info.rank], rs.dev)
+    if state.grad_scaler:
+        rs.scaler.load_state_dict(state.grad_scaler)
+    rs.saver.best_score = state.best_score
+    rs.best_ckpt = rs.saver.best()
+    rs.resume_dir = rs.last_ckpt = folder
+
+
+def _loader(rs: RunState) -> torch.utils.data.DataLoader:
+    """Batches of this rank's share, continuing at the run's start (the order depends on the seed only)."""
+    from gaze_attention.data import ClipDataset
+
+    cfg, info, mcfg = rs.cfg, rs.info, rs.model.config
+    local_bs = cfg.optim.batch_size // info.world_size
+    dataset = ClipDataset(
+        rs.data, rs.records, train=True, frames=mcfg.frames, crop=mcfg.crop, grid=rs.model.grid,
+        use_flow=mcfg.use_flow, seed=cfg.run.seed,
+    )  # fmt: skip
     sampler = ShardedInfiniteSampler(
-        len(dataset), rank=info.rank, world_size=info.world_size, seed=cfg.run.seed, start=start * local_bs
+        len(dataset), rank=info.rank, world_size=info.world_size, seed=cfg.run.seed, start=rs.start * local_bs
     )
     workers = cfg.data.workers
-    loader = torch.utils.data.DataLoader(
+    return torch.utils.data.DataLoader(
         SeededDraws(dataset),
         batch_size=local_bs,
         sampler=sampler,
         num_workers=workers,
-        pin_memory=dev.type == "cuda",
+        pin_memory=rs.dev.type == "cuda",
         worker_init_fn=_worker_init if workers else None,
         persistent_workers=False,
         prefetch_factor=2 if workers else None,
         generator=torch.Generator(),  # keeps the global RNG (Gumbel noise, dropout) untouched
     )
 
+
+def _open_run_folder(rs: RunState) -> None:
+    """config.yaml, the history a resumed run continues, and the run's summary in train.log."""
+    cfg, info, mcfg = rs.cfg, rs.info, rs.model.config
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        clean_partial(ckpt_dir)
-        save_config(cfg, run_dir / "config.yaml")
-    logger = _Logger(run_dir, info.is_main, cfg.run.tensorboard, start)
-    history = _read_rows(logger.csv_path) if info.is_main and start else []
-    validation = _read_rows(logger.val_path) if info.is_main and start else []
-    logger.text(
-        (f"resumed from {resume_dir} at iteration {start}; " if start else "")
+        rs.run_dir.mkdir(parents=True, exist_ok=True)
+        rs.saver.clean()
+        save_config(cfg, rs.run_dir / "config.yaml")
+        if rs.start:
+            rs.history, rs.validation = rs.logger.history()
+    schedule = schedules.describe(cfg)
+    if info.is_main and rs.progress:
+        print(f"schedule: {schedule}", flush=True)
+    rs.logger.text(
+        (f"resumed from {rs.resume_dir} at iteration {rs.start}; " if rs.start else "")
         + f"{cfg.optim.iters} iterations of {cfg.model.preset} ({mcfg.frames} frames at {mcfg.crop}px, "
         f"width {mcfg.width}), estimator {cfg.estimator.name}, batch {cfg.optim.batch_size} on "
-        f"{info.world_size} process(es) ({dev}), lr {cfg.optim.lr} x{cfg.optim.gamma} at "
-        f"{list(cfg.optim.milestones)} (warm-up {cfg.optim.warmup}), precision {cfg.run.precision}, seed {cfg.run.seed}; "
-        f"data {cfg.data.root} split {cfg.data.split}: {len(records)} training clips of "
-        f"{data.num_classes} classes; config {run_dir / 'config.yaml'}"
+        f"{info.world_size} process(es) ({rs.dev}), {schedule}, precision {cfg.run.precision}, seed {cfg.run.seed}; "
+        f"data {cfg.data.root} split {cfg.data.split}: {len(rs.records)} training clips of "
+        f"{rs.data.num_classes} classes; config {rs.run_dir / 'config.yaml'}"
     )
 
-    rs = RunState(
-        cfg=cfg, info=info, dev=dev, precision=precision, memory=memory, model=model, net=net,
-        optimizer=optimizer, scaler=scaler, data=data, val_records=val_records, run_dir=run_dir,
-        ckpt_dir=ckpt_dir, logger=logger, progress=progress, history=history, validation=validation,
-        best_score=best_score, best_ckpt=best_ckpt, last_ckpt=resume_dir,
-    )  # fmt: skip
-    it = start
-    saved_at = start if resume_dir is not None else -1
-    stop = _StopRequest()
-    interrupted = False
-    bar = None
-    if progress and info.is_main:
-        from tqdm import tqdm
 
-        bar = tqdm(total=cfg.optim.iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
-    window = _LogWindow(data.num_classes, cfg)
-    model.train()
+def _loop(rs: RunState, loader: torch.utils.data.DataLoader, stop: StopRequest) -> int:
+    """train_step until optim.iters or a stop request; a log row every log_every, a validation
+    every val_every, a checkpoint every checkpoint_every and at the end. Returns the iteration."""
+    cfg = rs.cfg
+    it, saved_at = rs.start, rs.start if rs.resume_dir is not None else -1
+    window = _LogWindow(rs.data.num_classes, cfg)
+    bar = _progress_bar(rs)
+    rs.model.train()
     try:
-        with stop.installed():
-            batches = iter(loader)
-            while it < cfg.optim.iters:
-                eps, lr = eps_at(cfg, it), lr_at(cfg, it)
-                batch = next(batches)
-                rs.seen.extend(int(i) for i in batch["index"])
-                terms, stop_now = train_step(rs, batch, it, eps, lr, stop)
-                it += 1
-                window.add(terms)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        ce=f"{terms[1]:.3f}", kl=f"{terms[2]:.3f}", do=f"{terms[3]:.3f}", eps=f"{eps:.3g}",
-                        lr=f"{lr:.3g}", refresh=False,
-                    )  # fmt: skip
-                if it % cfg.run.log_every == 0 or it == cfg.optim.iters or stop_now:
-                    window.flush(rs, it, eps, lr)
-                if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
-                    validate(rs, it)
-                    model.train()
-                if stop_now:
-                    interrupted = True
-                    break
-                if it % cfg.run.checkpoint_every == 0 and it < cfg.optim.iters:
-                    rs.last_ckpt, saved_at = save_checkpoint(rs, it), it
-            if saved_at != it:
-                rs.last_ckpt = save_checkpoint(rs, it)
+        batches = iter(loader)
+        while it < cfg.optim.iters:
+            eps, lr = eps_at(cfg, it), lr_at(cfg, it)
+            batch = next(batches)
+            rs.seen.extend(int(i) for i in batch["index"])
+            terms, stop_now = train_step(rs, batch, it, eps, lr, stop)
+            it += 1
+            window.add(terms)
+            if bar is not None:
+                t = StepTerms(*terms.tolist())
+                bar.update(1)
+                bar.set_postfix(ce=f"{t.ce:.3f}", kl=f"{t.kl:.3f}", do=f"{t.do:.3f}", eps=f"{eps:.3g}",
+                                lr=f"{lr:.3g}", refresh=False)  # fmt: skip
+            if it % cfg.run.log_every == 0 or it == cfg.optim.iters or stop_now:
+                window.flush(rs, it, eps, lr)
+            if cfg.run.val_every and (it % cfg.run.val_every == 0 or it == cfg.optim.iters):
+                validate(rs, it)
+                rs.model.train()
+            if stop_now:
+                break
+            if it % cfg.run.checkpoint_every == 0 and it < cfg.optim.iters:
+                rs.last_ckpt, saved_at = save_checkpoint(rs, it), it
+        if saved_at != it:
+            rs.last_ckpt = save_checkpoint(rs, it)
     except NonFiniteLossError as exc:
-        logger.text(f"error: {exc}")
+        rs.logger.text(f"error: {exc}")
         raise
     finally:
         if bar is not None:
             bar.close()
-        logger.close()
-    last_ckpt, best_ckpt = rs.last_ckpt, rs.best_ckpt
-    if interrupted and info.is_main:
+        rs.logger.close()
+    return it
+
+
+def _progress_bar(rs: RunState) -> Any:
+    if not (rs.progress and rs.info.is_main):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=rs.cfg.optim.iters, initial=rs.start, desc="train", unit="it", dynamic_ncols=True)
+
+
+def _finish(rs: RunState, it: int, stop: StopRequest) -> TrainResult:
+    """Say how the run ended, give every rank rank 0's statistics and the checkpoints' names."""
+    info = rs.info
+    if stop.requested and info.is_main:
         print(
-            f"{stop.signal_name or 'stop request'}: saved checkpoint {last_ckpt} at iteration {it}; "
-            f"continue with --resume {run_dir}",
+            f"{stop.signal_name or 'stop request'}: saved checkpoint {rs.last_ckpt} at iteration {it}; "
+            f"continue with --resume {rs.run_dir}",
             flush=True,
         )
-        logger.text(f"{stop.signal_name or 'stop request'}: stopped at iteration {it}; checkpoint {last_ckpt}")
+        rs.logger.text(f"{stop.signal_name or 'stop request'}: stopped at iteration {it}; checkpoint {rs.last_ckpt}")
     else:
-        logger.text(
-            f"done: {it} iterations; last checkpoint {last_ckpt}"
-            + (f"; best checkpoint {best_ckpt}" if best_ckpt else "")
+        rs.logger.text(
+            f"done: {it} iterations; last checkpoint {rs.last_ckpt}"
+            + (f"; best checkpoint {rs.best_ckpt}" if rs.best_ckpt else "")
         )
-    _sync_buffers(model, info)
+    _sync_buffers(rs.model, info)
     barrier(info)
+    last_ckpt, best_ckpt = rs.last_ckpt, rs.best_ckpt
     if not info.is_main:
-        last_ckpt = resolve_checkpoint(run_dir, prefer="last") if list_checkpoints(ckpt_dir) else None
-        best = list_checkpoints(ckpt_dir, "best")
-        best_ckpt = best[-1][1] if best else None
+        last_ckpt, best_ckpt = rs.saver.latest(), rs.saver.best()
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=rs.run_dir,
         iteration=it,
         last_checkpoint=last_ckpt,
         best_checkpoint=best_ckpt,
-        history=history,
-        validation=validation,
-        interrupted=interrupted,
+        history=rs.history,
+        validation=rs.validation,
+        interrupted=stop.requested,
         stop_signal=stop.signal_name,
-        class_names=list(data.classes),
-        model=model,
+        class_names=list(rs.data.classes),
+        model=rs.model,
         seen=rs.seen,
         rank=info.rank,
     )
 
 
-@dataclass
-class RunState:
-    """What the steps of a run share: the model and its optimizer, the data, the run folder and
-    what the run has written so far (history, validations, best and last checkpoints)."""
-
-    cfg: TrainConfig
-    info: DistInfo
-    dev: torch.device
-    precision: str  # resolved ("auto" decided once at the start)
-    memory: torch.memory_format
-    model: GazeAttentionNet  # the unwrapped model
-    net: nn.Module  # what the forward pass calls: the model, or its DDP wrapper
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    data: Any  # PreparedData
-    val_records: list[Any] | None
-    run_dir: Path
-    ckpt_dir: Path
-    logger: _Logger
-    progress: bool
-    history: list[dict[str, Any]]
-    validation: list[dict[str, Any]]
-    best_score: float = -math.inf
-    best_ckpt: Path | None = None
-    last_ckpt: Path | None = None
-    seen: list[int] = field(default_factory=list)  # training-set indices this rank drew, in order
-
-
 def train_step(
-    rs: RunState, batch: dict[str, Any], it: int, eps: float, lr: float, stop: _StopRequest
+    rs: RunState, batch: dict[str, Any], it: int, eps: float, lr: float, stop: StopRequest
 ) -> tuple[torch.Tensor, bool]:
-    """One SGD step on a batch: forward, losses, checks, backward, clipping, update.
+    """One optimizer step on a batch: forward, losses, checks, backward, clipping, update.
 
-    Returns the step's [loss, ce, kl, do, flip, grad_norm] (float64, CPU) and whether every rank
-    agreed to stop after it (a SIGINT/SIGTERM that arrived up to the loss check counts for this
-    step). A non-finite loss or gradient raises before the update.
+    Returns the step's `StepTerms` as a float64 CPU tensor and whether every rank agreed to
+    stop after it (a SIGINT/SIGTERM that arrived up to the loss check counts for this step).
+    A non-finite loss or gradient raises before the update.
     """
     cfg, dev, model = rs.cfg, rs.dev, rs.model
     for g in rs.optimizer.param_groups:
@@ -674,7 +500,7 @@ def train_step(
         _raise_nonfinite(it, losses, rs.info, rs.last_ckpt, "gradient")
     rs.scaler.step(rs.optimizer)
     rs.scaler.update()
-    terms = [total, losses["ce"], losses["kl"], losses["do"], losses["flip"], grad_norm]
+    terms = StepTerms(total, losses["ce"], losses["kl"], losses["do"], losses["flip"], grad_norm)
     return torch.stack([t.detach().double().cpu() for t in terms]), stop_now
 
 
@@ -682,7 +508,7 @@ class _LogWindow:
     """Sums of the step terms over `run.log_every` iterations, written as one row when flushed."""
 
     def __init__(self, num_classes: int, cfg: TrainConfig) -> None:
-        self.sums = torch.zeros(6, dtype=torch.float64)  # loss, ce, kl, do, flip, grad_norm
+        self.sums = torch.zeros(len(StepTerms._fields), dtype=torch.float64)
         self.n = 0
         self.t0 = time.perf_counter()
         self.watch = DivergenceWatch(num_classes, cfg)
@@ -692,21 +518,13 @@ class _LogWindow:
         self.n += 1
 
     def flush(self, rs: RunState, it: int, eps: float, lr: float) -> None:
-        mean = _mean_over_ranks(rs.info, self.sums / self.n)
+        mean = StepTerms(*_mean_over_ranks(rs.info, self.sums / self.n))
         elapsed = time.perf_counter() - self.t0
         row = {
-            "iteration": it,
-            "loss": mean[0],
-            "ce": mean[1],
-            "kl": mean[2],
-            "do": mean[3],
-            "flip": mean[4],
-            "eps": eps,
-            "lr": lr,
-            "grad_norm": mean[5],
-            "it_per_s": self.n / elapsed if elapsed > 0 else math.nan,
-            "time": time.time(),
-        }
+            "iteration": it, "loss": mean.loss, "ce": mean.ce, "kl": mean.kl, "do": mean.do, "flip": mean.flip,
+            "eps": eps, "lr": lr, "grad_norm": mean.grad_norm,
+            "it_per_s": self.n / elapsed if elapsed > 0 else math.nan, "time": time.time(),
+        }  # fmt: skip
         rs.history.append(row)
         rs.logger.train(row)
         alarm = self.watch.check(row)
@@ -717,43 +535,33 @@ class _LogWindow:
         self.n, self.t0 = 0, time.perf_counter()
 
 
-def checkpoint_state(rs: RunState, iteration: int) -> dict[str, Any]:
-    """The JSON part of a checkpoint: where the run is, its config, schedule and class names."""
+def train_state(rs: RunState, iteration: int) -> TrainState:
+    """The JSON part of a checkpoint: where the run is, its config, schedule, classes and inputs."""
     cfg, data = rs.cfg, rs.data
-    return {
-        "iteration": iteration,
-        "eps": eps_at(cfg, iteration),
-        "lr": lr_at(cfg, iteration),
-        "schedule": {
-            "lr": cfg.optim.lr,
-            "milestones": list(cfg.optim.milestones),
-            "gamma": cfg.optim.gamma,
-            "iters": cfg.optim.iters,
-        },
-        "best_score": rs.best_score,
-        "world_size": rs.info.world_size,
-        "config": cfg.to_dict(),
-        "model_config": rs.model.config.to_dict(),
-        "class_names": list(data.classes),
-        "verb_of": list(data.verb_of),
-        "noun_of": list(data.noun_of),
-        "grad_scaler": rs.scaler.state_dict() if rs.scaler.is_enabled() else None,
-    }
+    return TrainState(
+        iteration=iteration,
+        config=cfg.to_dict(),
+        model_config=rs.model.config.to_dict(),
+        class_names=list(data.classes),
+        verb_of=list(data.verb_of),
+        noun_of=list(data.noun_of),
+        inputs=rs.geometry.to_dict(),
+        eps=eps_at(cfg, iteration),
+        lr=lr_at(cfg, iteration),
+        schedule={"lr": cfg.optim.lr, "milestones": schedules.milestones(cfg), "gamma": cfg.optim.gamma,
+                  "iters": cfg.optim.iters},  # fmt: skip
+        best_score=rs.saver.best_score,
+        world_size=rs.info.world_size,
+        grad_scaler=rs.scaler.state_dict() if rs.scaler.is_enabled() else None,
+    )
 
 
 def save_checkpoint(rs: RunState, iteration: int) -> Path | None:
     """Write ckpt-<iteration> (weights, optimizer, every rank's RNG) and keep the newest few."""
     rngs = all_gather_objects(rs.info, capture_rng(rs.dev))  # every rank takes part
-    if not rs.info.is_main:
-        return None
-    folder = write_checkpoint(
-        rs.ckpt_dir / checkpoint_name("ckpt", iteration),
-        rs.model,
-        dict(checkpoint_state(rs, iteration), rng=rngs),
-        rs.optimizer,
-    )
-    prune(rs.ckpt_dir, "ckpt", rs.cfg.run.keep_last)
-    return folder
+    state = train_state(rs, iteration)
+    state.rng = rngs
+    return rs.saver.save(rs.model, state, rs.optimizer)
 
 
 def validate(rs: RunState, iteration: int) -> None:
@@ -761,39 +569,26 @@ def validate(rs: RunState, iteration: int) -> None:
     cfg, info = rs.cfg, rs.info
     _sync_buffers(rs.model, info)
     m = evaluate(
-        rs.model,
-        rs.data,
-        cfg.data.split,
-        records=rs.val_records,
-        sparse=True,
-        gaze_mode=eval_gaze_mode(cfg),
-        batch_size=None,
-        precision=rs.precision,
-        channels_last=cfg.run.channels_last,
-        device=rs.dev,
-        max_clips=cfg.data.val_max_clips,
-        seed=cfg.run.seed,
-        dist_info=info,
-    )
-    keys = (
-        "mean_class_accuracy", "mean_class_accuracy_all", "overall_accuracy", "verb_accuracy",
-        "noun_accuracy", "gaze_within_one_cell",
+        rs.model, rs.data, cfg.data.split, records=rs.val_records, sparse=True, gaze_mode=eval_gaze_mode(cfg),
+        batch_size=None, precision=rs.precision, channels_last=cfg.run.channels_last, device=rs.dev,
+        max_clips=cfg.data.val_max_clips, seed=cfg.run.seed, dist_info=info,
     )  # fmt: skip
-    summary = {k: m[k] for k in keys if k in m}
+    summary = {k: m[k] for k in VALIDATION_KEYS if k in m}
     rs.validation.append({"iteration": iteration, **summary})
     rs.logger.validation(iteration, summary)
     score = m["mean_class_accuracy"]
-    if info.is_main and math.isfinite(score) and score > rs.best_score:
-        rs.best_score = score
-        rs.best_ckpt = write_checkpoint(
-            rs.ckpt_dir / checkpoint_name("best", iteration),
-            rs.model,
-            dict(checkpoint_state(rs, iteration), metrics=summary),
-        )
-        prune(rs.ckpt_dir, "best", 1)
+    state = train_state(rs, iteration)
+    state.metrics = summary
+    best = rs.saver.save_if_best(rs.model, state, score)
+    rs.best_ckpt = best or rs.best_ckpt
     if info.is_main and rs.progress:
         print(f"validation @ {iteration}: mean class accuracy {100 * score:.2f}%", flush=True)
 
+
+VALIDATION_KEYS = (
+    "mean_class_accuracy", "mean_class_accuracy_all", "overall_accuracy", "verb_accuracy", "noun_accuracy",
+    "gaze_within_one_cell",
+)  # fmt: skip
 
 def _sync_buffers(model: nn.Module, info: DistInfo) -> None:
     """Rank 0's BatchNorm statistics everywhere (DDP only broadcasts them at the next forward)."""
