@@ -27,6 +27,9 @@ ONLINE_FLOW_METHODS = ("dis", "farneback", "tvl1")
 OPTIMIZERS = ("sgd", "adamw")
 OPTIMIZER_LABELS = {"sgd": "SGD", "adamw": "AdamW"}  # as reports and docs spell them
 
+# (width, height) of the frames `prepare` writes by default: the paper's 340x256.
+PREPARED_SIZE = (340, 256)
+
 # Bundled model presets (gaze_attention.models.PRESETS holds their ModelConfig).
 MODEL_PRESETS = ("paper", "tiny")
 
@@ -40,4 +43,5 @@ __all__ = [
     "OPTIMIZERS",
     "OPTIMIZER_LABELS",
     "PRECISIONS",
+    "PREPARED_SIZE",
 ]

@@ -31,6 +31,7 @@ from gaze_attention.commands._args import (
     positive_int,
     resolve_gaze_mode,
 )
+from gaze_attention.constants import ONLINE_FLOW_METHODS, PREPARED_SIZE
 
 EXAMPLES = """examples:
   gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0   # the demo's model
@@ -46,12 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_source_arguments(parser)
     add_class_names_argument(parser)
     parser.add_argument(
-        "--flow", choices=("dis", "farneback", "tvl1"), default="dis",
-        help="optical flow computed on the fly: dis (fast), farneback, tvl1 (the paper's, ~0.4 s per frame pair)",
+        "--flow", choices=ONLINE_FLOW_METHODS, default=None,
+        help="optical flow computed on the fly: dis (fast), farneback, tvl1 (the paper's, ~0.4 s per frame pair) "
+        "(default: the method of the model's training data when it is one of these, else dis)",
     )  # fmt: skip
     parser.add_argument(
         "--size", type=frame_size, default=None, metavar="WxH",
-        help="frame size the video is resized to (default: the training data's, from its manifest, else 340x256)",
+        help="frame size the video is resized to (default: the training frames', recorded in the checkpoint)",
     )  # fmt: skip
     parser.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="actions listed")
     add_gaze_mode_argument(parser)
@@ -75,11 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gaze_attention.data.egtea import read_index
-    from gaze_attention.engine.checkpoint import CheckpointError, load_model, load_reference_model
+    from gaze_attention.data.store import FrameGeometry
+    from gaze_attention.engine.checkpoint import CheckpointError, load_reference_model
     from gaze_attention.engine.distributed import pick_device
     from gaze_attention.engine.precision import resolve_precision
     from gaze_attention.engine.predict import format_prediction, predict_video, write_timeline_csv
     from gaze_attention.engine.train import eval_gaze_mode
+    from gaze_attention.engine.train_state import load_run, training_geometry, video_inputs
     from gaze_attention.models import CheckpointMismatchError
 
     if not Path(args.video).exists():
@@ -89,17 +93,15 @@ def run(args: argparse.Namespace) -> int:
     if args.reference_prefix and not args.class_names:
         return error("--reference-prefix needs --class-names action_idx.txt (the authors' files hold no names)")
     device = pick_device(args.device)
-    size = args.size
     for path in args.timeline:
         if not path.lower().endswith((".csv", ".json")):
             print(f"error: --timeline {path}: the file must end in .csv or .json", file=sys.stderr)
             return 2
     try:
         if args.checkpoint:
-            model, cfg, names = load_model(args.checkpoint, device=device)
+            model, cfg, names, state = load_run(args.checkpoint, device=device)
             gaze_mode = resolve_gaze_mode(args.gaze_mode, eval_gaze_mode(cfg))
-            if size is None and cfg.data.root:
-                size = _prepared_size(cfg.data.root)
+            geometry, found = training_geometry(state, cfg)
         else:
             if not Path(args.class_names).is_file():
                 return error(f"--class-names {args.class_names}: no such file")
@@ -109,11 +111,17 @@ def run(args: argparse.Namespace) -> int:
                 **model_overrides(args.model_set),
             )  # fmt: skip
             gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
+            # The authors trained on EGTEA at 340x256 (TV-L1 flow, too slow to default to here).
+            geometry, found = FrameGeometry(PREPARED_SIZE), "the paper's EGTEA frames"
+        size, flow, notes = video_inputs(geometry, size=args.size, flow=args.flow, found=found)
+        if Path(args.video).is_file():  # a prepared clip folder is read at its own size, flow from disk
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
         choice = resolve_precision(args.precision, device)  # after every check: errors stay one line
         args.precision = choice.precision
         print(choice, file=sys.stderr)
         result = predict_video(
-            model, args.video, names, flow=args.flow, size=size or (340, 256), top_k=args.top_k,
+            model, args.video, names, flow=flow, size=size, top_k=args.top_k,
             gaze_mode=gaze_mode, sparse=args.sparse, stride=args.stride, tail=args.tail, seed=args.seed,
             batch_size=args.batch_size, precision=args.precision,
             progress=not args.no_progress,
@@ -139,21 +147,3 @@ def run(args: argparse.Namespace) -> int:
                 json.dump({k: v for k, v in result.items() if k != "probabilities"}, fh, indent=1)
         print(f"timeline: {path}", file=sys.stderr)
     return 0
-
-
-def _prepared_size(root: str) -> tuple[int, int] | None:
-    """Frame size recorded by `prepare` in the training data's manifest, if still there."""
-    import json as _json
-
-    manifest = Path(root) / "manifest.jsonl"
-    if not manifest.is_file():
-        return None
-    with open(manifest, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                size = _json.loads(line).get("size")
-            except ValueError:
-                continue
-            if size and len(size) == 2:
-                return int(size[0]), int(size[1])
-    return None

@@ -80,8 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", action="append", metavar="MODULE",
                         help="Grad-CAM++ layer, repeatable; maps are summed (default: "
                              "backbone.model_rgb.Mixed_5c and backbone.model_flow.Mixed_5c)")
-    parser.add_argument("--size", type=frame_size, default=(340, 256), metavar="WxH",
-                        help="frame size a video is resized to before the centre crop, as `prepare` writes")
+    parser.add_argument("--size", type=frame_size, default=None, metavar="WxH",
+                        help="frame size a video is resized to before the centre crop (default: the "
+                             "training frames', recorded in the checkpoint)")
     parser.add_argument("--num-classes", type=positive_int, default=106, metavar="N",
                         help="classes of --reference-prefix files (ignored with --class-names)")
     add_class_names_argument(parser)
@@ -223,6 +224,23 @@ def _prepare(args: argparse.Namespace, specs: list[tuple[str, str, bool]], num_c
     return overlays, device, loaded, titles
 
 
+def _frame_size(args: argparse.Namespace) -> tuple[tuple[int, int], list[str]]:
+    """The frame size a video is resized to: the first model's training frames unless --size says."""
+    from gaze_attention.constants import PREPARED_SIZE
+    from gaze_attention.data.store import FrameGeometry
+    from gaze_attention.engine.checkpoint import resolve_checkpoint
+    from gaze_attention.engine.config import TrainConfig
+    from gaze_attention.engine.train_state import read_train_state, training_geometry, video_inputs
+
+    if args.reference_prefix or _is_reference(args.checkpoint):
+        geometry, found = FrameGeometry(PREPARED_SIZE), "the paper's EGTEA frames"
+    else:
+        state = read_train_state(resolve_checkpoint(args.checkpoint))
+        geometry, found = training_geometry(state, TrainConfig.from_dict(state.config))
+    size, _, notes = video_inputs(geometry, size=args.size, flow=None, found=found)
+    return size, notes
+
+
 def _render(args: argparse.Namespace, out: Path, overlays: Any, device: str,
             loaded: list[tuple[Any, list[str] | None, str, str]], titles: list[str],
             names_file: list[str] | None) -> int:
@@ -231,10 +249,11 @@ def _render(args: argparse.Namespace, out: Path, overlays: Any, device: str,
 
     models = [m for m, _, _, _ in loaded]
     ref = models[0].config
+    size, notes = _frame_size(args)
     try:
         clip, data_classes = load_input(
             args.input, crop=ref.crop, use_flow=ref.use_flow, start=args.start,
-            max_frames=args.max_frames or None, size=args.size,
+            max_frames=args.max_frames or None, size=size,
         )
     except (FileNotFoundError, ValueError) as exc:
         return error(f"INPUT {args.input}: {exc}")
@@ -248,6 +267,9 @@ def _render(args: argparse.Namespace, out: Path, overlays: Any, device: str,
     if target == "label" and clip.label is None:
         return error("--class label: the input has no label (use a prepared clip that is in a split list)")
 
+    if Path(args.input).is_file():  # after every check (errors stay one line); a clip folder has its own size
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     models_by_title: dict[str, Any] = {}
     modes: dict[str, str] = {}
     for (model, _, _, auto_mode), title in zip(loaded, titles, strict=True):

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gaze_attention.engine.config import TrainConfig
-from gaze_attention.models import ModelConfig, build_model, load_reference_checkpoint
+from gaze_attention.models import build_model, load_reference_checkpoint
 
 FORMAT = "gaze-attention-checkpoint"
 VERSION = 1
@@ -381,12 +381,10 @@ def load_model(
     `path`: a checkpoint folder, its `model.safetensors` / `state.json`, or a run folder (its
     best checkpoint, else its last).
     """
-    folder = resolve_checkpoint(path, prefer="best")
-    state = read_state(folder)
-    model = build_model(ModelConfig.from_dict(state["model_config"]))
-    load_weights(model, folder)
-    model.to(device).eval()
-    return model, TrainConfig.from_dict(state["config"]), list(state["class_names"])
+    from gaze_attention.engine.train_state import load_run  # the schema's module reads the state
+
+    run = load_run(path, device)
+    return run.model, run.config, run.class_names
 
 
 def load_reference_model(

@@ -33,14 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from gaze_attention.constants import EVAL_GAZE_MODES, PRECISIONS
+from gaze_attention.constants import EVAL_GAZE_MODES, PRECISIONS, PREPARED_SIZE
 from gaze_attention.data.flow import FlowComputer, encode_flow
 from gaze_attention.data.store import FrameStore
 from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
 from gaze_attention.estimators import sample_gumbel
 
 SPARSE_WINDOWS = 10
-PREPARED_SIZE = (340, 256)  # (width, height) that `prepare` writes by default
 
 
 # ----------------------------------------------------------------------------- window policy

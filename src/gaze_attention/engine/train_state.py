@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gaze_attention.data.store import FrameGeometry
 from gaze_attention.engine.checkpoint import CheckpointError, read_state
@@ -70,3 +70,86 @@ class TrainState:
 def read_train_state(folder: str | os.PathLike) -> TrainState:
     """The training state of a checkpoint folder."""
     return TrainState.from_json(read_state(folder), Path(folder) / "state.json")
+
+
+class LoadedRun(NamedTuple):
+    """A trained model with what it was trained on."""
+
+    model: Any  # GazeAttentionNet in eval mode
+    config: Any  # TrainConfig
+    class_names: list[str]
+    state: TrainState
+
+
+def load_run(path: str | os.PathLike, device: Any = "cpu") -> LoadedRun:
+    """One of our checkpoints (a run folder: its best, else its last) with its training state."""
+    from gaze_attention.engine.checkpoint import load_weights, resolve_checkpoint
+    from gaze_attention.engine.config import TrainConfig
+    from gaze_attention.models import ModelConfig, build_model
+
+    folder = resolve_checkpoint(path, prefer="best")
+    state = read_train_state(folder)
+    model = build_model(ModelConfig.from_dict(state.model_config))
+    load_weights(model, folder)
+    model.to(device).eval()
+    return LoadedRun(model, TrainConfig.from_dict(state.config), list(state.class_names), state)
+
+
+def training_geometry(state: TrainState, config: Any = None) -> tuple[FrameGeometry | None, str]:
+    """The frame geometry a model was trained on, and where it was found.
+
+    Schema 2 checkpoints carry it; for older ones the training data folder is asked, when it
+    still exists where the config says.
+    """
+    if state.geometry is not None:
+        return state.geometry, "the checkpoint"
+    root = getattr(getattr(config, "data", None), "root", None)
+    if root and Path(root).is_dir():
+        from gaze_attention.data.store import FrameStore
+
+        try:
+            return FrameStore(root).geometry(), f"the training data {root}"
+        except (OSError, ValueError):
+            pass
+    return None, ""
+
+
+def video_inputs(
+    geometry: FrameGeometry | None,
+    *,
+    size: tuple[int, int] | None,
+    flow: str | None,
+    found: str = "the checkpoint",
+) -> tuple[tuple[int, int], str, list[str]]:
+    """(frame size, flow method, notes for the user) for feeding a new video to a model.
+
+    The model's training geometry wins unless the user overrides it, and every override or
+    fallback is said: a frame size other than training's makes the crop see another scale,
+    another flow method another motion encoding.
+    """
+    from gaze_attention.constants import ONLINE_FLOW_METHODS, PREPARED_SIZE
+
+    notes: list[str] = []
+    trained_flow = None
+    if geometry is not None:
+        trained_flow = "tvl1" if geometry.flow == "tvl1-torch" else geometry.flow
+    if size is None:
+        if geometry is not None:
+            size = geometry.frame_size
+        else:
+            size = PREPARED_SIZE
+            notes.append(
+                f"the model's training frame size is unknown (a checkpoint of an older version whose training "
+                f"data is gone): resizing to {size[0]}x{size[1]}; pass --size WxH if it was trained on another"
+            )
+    elif geometry is not None and tuple(size) != tuple(geometry.frame_size):
+        w, h = geometry.frame_size
+        notes.append(
+            f"--size {size[0]}x{size[1]} overrides the {w}x{h} frames the model was trained on ({found}): "
+            "the crop sees the video at another scale than in training"
+        )
+    if flow is None:
+        flow = trained_flow if trained_flow in ONLINE_FLOW_METHODS else "dis"
+    elif trained_flow in ONLINE_FLOW_METHODS and flow != trained_flow:
+        notes.append(f"--flow {flow} overrides the {trained_flow} flow the model was trained on ({found})")
+    return (int(size[0]), int(size[1])), flow, notes

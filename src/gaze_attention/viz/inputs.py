@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gaze_attention.constants import PREPARED_SIZE
 from gaze_attention.data.egtea import (
     AnnotationError,
     build_vocabulary,
@@ -23,8 +24,6 @@ from gaze_attention.data.egtea import (
 from gaze_attention.data.transforms import to_unit_range
 
 __all__ = ["Clip", "load_input", "load_prepared_clip", "load_video"]
-
-PREPARED_SIZE = (340, 256)  # (width, height) that `gaze-attention prepare` writes by default
 
 
 @dataclass
