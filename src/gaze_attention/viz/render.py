@@ -78,16 +78,6 @@ class ClipAnalysis:
     cells: np.ndarray | None = None
 
 
-@dataclass
-class _Window:
-    """What one window's forward leaves behind (batch entry 0, on the CPU)."""
-
-    logits: torch.Tensor  # [C]
-    gaze_logits: torch.Tensor | None  # [T', S, S]
-    z: torch.Tensor  # [T', S, S]
-    attention: torch.Tensor | None  # [T', S, S]
-
-
 def parse_overlays(spec: str | Sequence[str]) -> tuple[str, ...]:
     """'gaze,sample' or a sequence -> validated tuple of overlay names."""
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
@@ -112,16 +102,11 @@ def default_cam_layers(model: nn.Module) -> list[str]:
 
 
 def window_starts(num_frames: int, window: int) -> list[int]:
-    """Starts of non-overlapping windows covering the clip; the last is flush with its end.
+    """Windows whose maps cover every frame: the engine's windows plus one flush with the end
+    (`WindowPolicy(tail=True)`); a clip shorter than the window gets one at 0 (padded)."""
+    from gaze_attention.engine.inference import WindowPolicy
 
-    A clip shorter than the window gets one window at 0 (the caller pads it).
-    """
-    if num_frames <= window:
-        return [0]
-    starts = list(range(0, num_frames - window + 1, window))
-    if starts[-1] + window < num_frames:
-        starts.append(num_frames - window)
-    return starts
+    return WindowPolicy(tail=True).starts(num_frames, window)
 
 
 def _first_param_device(model: nn.Module) -> torch.device:
@@ -145,72 +130,86 @@ def analyse_clip(
     The windows and gaze samples are those of `evaluate` and `predict` (`engine.inference`):
     `probs` is the softmax of the logits averaged over the authors' windows, so the three
     commands report the same probabilities for the same clip, checkpoint and seed. Frames
-    after the last full window get their maps from one more window ending at the last frame,
-    which does not count in `probs`. Each window's gaze sample depends on (seed, clip name,
-    window start) only, so the Grad-CAM++ pass sees the same gaze as the prediction pass.
-    target: class for Grad-CAM++; None = the clip's prediction. norm: min-max normalisation
-    of attention and Grad-CAM++ per "frame" or per "clip".
+    after the last full window get their maps from one more window ending at the last frame
+    (`WindowPolicy(tail=True)`), which does not count in `probs`. Each window's gaze sample
+    depends on (seed, clip name, window start) only, so the Grad-CAM++ pass sees the same gaze
+    as the prediction pass. target: class for Grad-CAM++; None = the clip's prediction. norm:
+    min-max normalisation of attention and Grad-CAM++ per "frame" or per "clip".
     """
-    from gaze_attention.engine.inference import (
-        InferenceOptions,
-        TensorClip,
-        WindowPolicy,
-        average_logits,
-        forward_windows,
-    )
+    from gaze_attention.engine.inference import WindowPolicy, average_logits
 
     if model.training:
         warnings.warn("analyse_clip: the model is in training mode (call model.eval())",
                       stacklevel=2)
-    device = _first_param_device(model)
-    frames = int(model.config.frames)
-    length = clip.num_frames
-    size = tuple(clip.rgb.shape[2:])  # (H, W)
     use_flow = bool(getattr(model.config, "use_flow", False))
     if use_flow and clip.flow is None:
         raise ValueError("the model uses optical flow but the clip has none")
-    scored = WindowPolicy().starts(length, frames)
-    starts = sorted(set(scored) | set(window_starts(length, frames)))
+    frames = int(model.config.frames)
+    scored = WindowPolicy().starts(clip.num_frames, frames)  # what the prediction averages
+    starts = window_starts(clip.num_frames, frames)  # what the maps need
+    forward = _window_forward(model, clip, use_flow, gaze_mode, seed)
+    if gradcam and target is None and len(starts) > 1:
+        # The clip's prediction needs every window first; then explain that one class.
+        with torch.no_grad():
+            target = int(average_logits([forward(s).logits[0] for s in scored]).argmax())
+    outputs, cams = _run_windows(model, forward, starts, gradcam, target, layers, frames, clip)
+    logits = average_logits([o.logits for o in outputs if o.start in scored])  # [C]
+    if target is None:
+        target = int(logits.argmax())
+    result = ClipAnalysis(probs=torch.softmax(logits, 0).numpy(), target=int(target), grid=tuple(model.grid))
+    _per_frame_maps(result, outputs, cams, starts, frames, clip, norm)
+    return result
+
+
+def _window_forward(model: nn.Module, clip: Clip, use_flow: bool, gaze_mode: str, seed: int):
+    """start -> the model's output on the window of `clip` at that start (batch of one)."""
+    from gaze_attention.engine.inference import InferenceOptions, TensorClip, forward_windows
+
+    device = _first_param_device(model)
     source = TensorClip(clip.rgb, clip.flow if use_flow else None, name=clip.name)
     options = InferenceOptions(gaze_mode=gaze_mode, seed=seed)
+    frames = int(model.config.frames)
 
     def forward(start: int) -> Any:
         w = source.window(start, frames)
         flow = None if w.flow is None else w.flow[None].to(device)
         return forward_windows(model, w.rgb[None].to(device), flow, [clip.name], [start], options)
 
-    def keep(out: Any) -> _Window:
-        # Only the small per-window results survive, so a long clip does not hold every
-        # window's features (and their autograd history) at once.
+    return forward
+
+
+def _run_windows(model: nn.Module, forward, starts: list[int], gradcam: bool, target: int | None,
+                 layers: Sequence[str] | None, frames: int, clip: Clip):
+    """Each window's `WindowOutput` (small, on the CPU: a long clip never holds every window's
+    features and autograd history at once) and, with Grad-CAM++, its [T, H, W] map."""
+    from gaze_attention.engine.inference import WindowOutput
+
+    def keep(start: int, out: Any) -> WindowOutput:
         def cpu(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x[0].detach().float().cpu()
 
-        return _Window(logits=out.logits[0].detach().double().cpu(), gaze_logits=cpu(out.gaze_logits),
-                       z=cpu(out.z), attention=cpu(getattr(out, "attention", None)))
+        return WindowOutput(clip=clip.name, start=start, frames=min(frames, clip.num_frames - start),
+                            logits=out.logits[0].detach().double().cpu(), gaze_logits=cpu(out.gaze_logits),
+                            z=cpu(out.z), attention=cpu(getattr(out, "attention", None)))  # fmt: skip
 
-    outputs: list[_Window] = []
-    cams: list[np.ndarray] = []
-    if gradcam and target is None and len(starts) > 1:
-        # The clip's prediction needs every window first; then explain that one class.
+    if not gradcam:
         with torch.no_grad():
-            target = int(average_logits([forward(s).logits[0] for s in scored]).argmax())
-    if gradcam:
-        with GradCAMPlusPlus(model, layers or default_cam_layers(model)) as cam:
-            for s in starts:
-                res = cam(lambda s=s: forward(s), target=target, size=(frames, *size), norm="none")
-                outputs.append(keep(res.output))
-                cams.append(res.cam[0].cpu().numpy())  # [T, H, W]
-    else:
-        with torch.no_grad():
-            outputs = [keep(forward(s)) for s in starts]
+            return [keep(s, forward(s)) for s in starts], []
+    outputs, cams = [], []
+    size = tuple(clip.rgb.shape[2:])  # (H, W)
+    with GradCAMPlusPlus(model, layers or default_cam_layers(model)) as cam:
+        for s in starts:
+            res = cam(lambda s=s: forward(s), target=target, size=(frames, *size), norm="none")
+            outputs.append(keep(s, res.output))
+            cams.append(res.cam[0].cpu().numpy())  # [T, H, W]
+    return outputs, cams
 
-    logits = average_logits([o.logits for o, s in zip(outputs, starts, strict=True) if s in scored])  # [C]
-    probs = torch.softmax(logits, 0).numpy()
-    if target is None:
-        target = int(logits.argmax())
-    t_slices, side = model.grid
 
-    # Each frame takes its map from the first window that covers it.
+def _per_frame_maps(result: ClipAnalysis, outputs: list[Any], cams: list[np.ndarray], starts: list[int],
+                    frames: int, clip: Clip, norm: Norm) -> None:
+    """Fill the per-frame maps of `result`: each frame takes them from the first window that covers it."""
+    length, size = clip.num_frames, tuple(clip.rgb.shape[2:])
+    t_slices, side = result.grid
     owner = np.full(length, -1)
     for w, s in enumerate(starts):
         span = np.arange(s, min(s + frames, length))
@@ -220,15 +219,13 @@ def analyse_clip(
     def per_frame(maps: list[np.ndarray]) -> np.ndarray:
         return np.stack([maps[owner[i]][local[i]] for i in range(length)])
 
-    result = ClipAnalysis(probs=probs, target=int(target), grid=(t_slices, side))
     if all(o.gaze_logits is not None for o in outputs):
         slice_of = np.minimum(np.arange(frames) * t_slices // frames, t_slices - 1)  # [T]
         gz, peak, cells = [], [], []
         for o in outputs:
             p = torch.softmax(o.gaze_logits.flatten(1), 1)  # [T', K]
             pmax = p.max(1).values  # [T']
-            gz.append(grid_to_frames((p / pmax[:, None]).view(t_slices, side, side),
-                                     frames, size))
+            gz.append(grid_to_frames((p / pmax[:, None]).view(t_slices, side, side), frames, size))
             peak.append(pmax.numpy()[slice_of])
             k = o.z.flatten(1).argmax(1).numpy()  # [T']
             cells.append(np.stack([k // side, k % side], 1)[slice_of])
@@ -240,7 +237,6 @@ def analyse_clip(
         result.attention = normalize_maps(torch.from_numpy(att)[None], norm)[0].numpy()
     if cams:
         result.cam = normalize_maps(torch.from_numpy(per_frame(cams))[None], norm)[0].numpy()
-    return result
 
 
 def _class_name(class_names: Sequence[str] | None, index: int) -> str:
