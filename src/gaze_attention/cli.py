@@ -61,14 +61,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     """Run a command. The one error boundary of the tool: an expected failure (bad input, I/O,
     checkpoint, config; see `gaze_attention.errors`) prints `error: <message>` naming the file
-    or flag and returns 2; an unexpected exception keeps its traceback, is reported as a bug,
-    and returns 1."""
+    or flag on one line and returns its exit code (2; 3 for a run stopped on non-finite
+    numbers); an unexpected exception keeps its traceback, is reported as a bug, and returns
+    1. Commands raise; they do not print errors or pick exit codes themselves."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0
-    from gaze_attention.errors import describe, expected_errors
+    from gaze_attention.errors import describe, exit_code, expected_errors
 
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except expected_errors() as exc:
         print(f"error: {describe(exc)}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except Exception:
         traceback.print_exc()
         print(

@@ -41,13 +41,12 @@ def test_absolute_milestones_stay_and_bad_ones_are_refused() -> None:
         load_config("tiny", {"optim.milestones": ["soon"]})
 
 
-def test_iters_flag_stretches_the_preset_schedule(capsys) -> None:
+def test_iters_flag_stretches_the_preset_schedule() -> None:
     """`train --preset tiny --iters 600` keeps the preset's shape: x0.1 at 2/3 and 5/6 of 600."""
     parser = argparse.ArgumentParser()
     train_cmd.add_arguments(parser)
     cfg = train_cmd.build_config(parser.parse_args(["--preset", "tiny", "--iters", "600"]), require_paths=False)
     assert schedules.milestones(cfg) == [400, 500]
-    assert "stretched to [400, 500]" in capsys.readouterr().err
     paper = train_cmd.build_config(parser.parse_args(["--iters", "9000"]), require_paths=False)
     assert schedules.milestones(paper) == [4000, 7500]
     own = parser.parse_args(["--preset", "tiny", "--iters", "600", "--set", "optim.milestones=[100]"])

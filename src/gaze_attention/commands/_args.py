@@ -278,6 +278,9 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def error(message: str) -> int:
-    """Print a one-line error for the user and return exit status 2 (a usage problem)."""
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    """Refuse a command line: `cli.main` prints the message as one line and exits with 2.
+
+    Written `return error(...)` where a command gives up, so the intent reads at the call."""
+    from gaze_attention.errors import UsageError
+
+    raise UsageError(message)

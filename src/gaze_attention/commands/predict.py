@@ -78,12 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gaze_attention.data.egtea import read_index
     from gaze_attention.data.store import FrameGeometry
-    from gaze_attention.engine.checkpoint import CheckpointError, load_reference_model
+    from gaze_attention.engine.checkpoint import CheckpointError, load_reference_model, load_run
     from gaze_attention.engine.distributed import pick_device
     from gaze_attention.engine.precision import resolve_precision
     from gaze_attention.engine.predict import format_prediction, predict_video, write_timeline_csv
     from gaze_attention.engine.train import eval_gaze_mode
-    from gaze_attention.engine.train_state import load_run, training_geometry, video_inputs
+    from gaze_attention.engine.train_state import training_geometry, video_inputs
     from gaze_attention.models import CheckpointMismatchError
 
     if not Path(args.video).exists():

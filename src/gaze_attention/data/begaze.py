@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaze_attention.errors import GazeAttentionError
+
 # Event codes stored in per-frame gaze arrays (column 2 of the prepared `gaze/<clip>.npy`).
 NONE, FIXATION, SACCADE, BLINK, TRUNCATED = 0, 1, 2, 3, 4
 EVENT_NAMES = ("none", "fixation", "saccade", "blink", "truncated")
@@ -31,7 +33,7 @@ _MAX_FRAME = 24 * 3600 * 24  # a day of video: larger frame numbers are corrupt 
 _MAX_REPORTED = 20
 
 
-class GazeFormatError(ValueError):
+class GazeFormatError(GazeAttentionError, ValueError):
     """A gaze file that cannot be used at all (no header, or no parsable row)."""
 
 

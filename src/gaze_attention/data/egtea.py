@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gaze_attention.errors import GazeAttentionError
+
 FPS = 24
 _CLIP = re.compile(
     r"^(?P<participant>[A-Za-z]+\d+)-(?P<recipe_id>[Rr]\d+)-(?P<recipe>.+?)"
@@ -18,7 +20,7 @@ _CLIP = re.compile(
 _SPLIT_FILE = re.compile(r"^(train|test)_split(\d+)\.txt$")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(GazeAttentionError, ValueError):
     """A malformed annotation file; the message names the file and line."""
 
 

@@ -63,12 +63,13 @@ from gaze_attention.data.shards import (
     folder_lock,
     manifest_name,
 )
+from gaze_attention.errors import GazeAttentionError
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 SETTINGS_FILE = "prepare.json"
 
 
-class PrepareError(RuntimeError):
+class PrepareError(GazeAttentionError, RuntimeError):
     """The run cannot start (bad input folder, conflicting earlier output)."""
 
 

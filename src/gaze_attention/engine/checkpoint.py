@@ -25,7 +25,7 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,20 +33,25 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gaze_attention.engine.config import TrainConfig
-from gaze_attention.models import build_model, load_reference_checkpoint
+from gaze_attention.engine.train_state import (  # noqa: F401  (CheckpointError, read_state: re-exported)
+    FORMAT,
+    STATE_FILE,
+    CheckpointError,
+    TrainState,
+    read_state,
+    read_train_state,
+)
+from gaze_attention.models import ModelConfig, build_model, load_reference_checkpoint
 
-FORMAT = "gaze-attention-checkpoint"
 VERSION = 1
-MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+MODEL_FILE, OPTIM_FILE = "model.safetensors", "optimizer.safetensors"
 _NAME = re.compile(r"^(ckpt|best)-(\d+)$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be found or read; the message says which path and why."""
 
 
 class NonFiniteWeightsError(CheckpointError):
     """Weights hold NaN or infinite values: refused for saving, evaluating and resuming."""
+
+    exit_code = 3
 
 
 def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -277,18 +282,6 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
     raise CheckpointError(f"no checkpoint in {p} (looked for {ckpt_dir}/{{best,ckpt}}-NNNNNNNN/)")
 
 
-def read_state(folder: str | os.PathLike) -> dict[str, Any]:
-    folder = Path(folder)
-    try:
-        with open(folder / STATE_FILE, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
-        raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{folder / STATE_FILE} is not a {FORMAT} state file")
-    return state
-
-
 def load_weights(model: nn.Module, folder: str | os.PathLike) -> None:
     """Load a checkpoint's weights into a model (strict); refuses non-finite weights."""
     path = Path(folder) / MODEL_FILE
@@ -373,16 +366,33 @@ def resolve_resume(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"no intact checkpoint to resume from in {newest.parent} ({what})")
 
 
-def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, TrainConfig, list[str]]:
-    """Load one of our checkpoints: (model in eval mode, training config, class names).
+class LoadedRun(NamedTuple):
+    """A trained model with what it was trained on."""
+
+    model: nn.Module  # in eval mode
+    config: TrainConfig
+    class_names: list[str]
+    state: TrainState
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedRun:
+    """One of our checkpoints with its training state.
 
     `path`: a checkpoint folder, its `model.safetensors` / `state.json`, or a run folder (its
     best checkpoint, else its last).
     """
-    from gaze_attention.engine.train_state import load_run  # the schema's module reads the state
+    folder = resolve_checkpoint(path, prefer="best")
+    state = read_train_state(folder)
+    model = build_model(ModelConfig.from_dict(state.model_config))
+    load_weights(model, folder)
+    model.to(device).eval()
+    return LoadedRun(model, TrainConfig.from_dict(state.config), list(state.class_names), state)
 
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig, list[str]]:
+    """One of our checkpoints: (model in eval mode, training config, class names); see `load_run`."""
     run = load_run(path, device)
     return run.model, run.config, run.class_names
 

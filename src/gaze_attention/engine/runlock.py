@@ -25,6 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from gaze_attention.errors import GazeAttentionError
+
 LOCK_FILE = "run.lock"
 # What a training run writes into its folder: the only entries --overwrite deletes.
 RUN_OUTPUTS = ("checkpoints", "tb", "metrics.csv", "validation.csv", "config.yaml")
@@ -35,7 +37,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(GazeAttentionError, RuntimeError):
     """The run folder is in use by another process, or holds a run that would be destroyed."""
 
 

@@ -62,6 +62,7 @@ from gaze_attention.engine.saver import CheckpointSaver
 from gaze_attention.engine.schedules import eps_at, eps_rate, lr_at, make_optimizer
 from gaze_attention.engine.signals import StopRequest
 from gaze_attention.engine.train_state import TrainState, read_train_state
+from gaze_attention.errors import GazeAttentionError
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
 
@@ -73,8 +74,10 @@ __all__ = [
 
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(GazeAttentionError, RuntimeError):
     """Training stopped because a loss or gradient was NaN or infinite."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -358,7 +361,7 @@ def _open_run_folder(rs: RunState) -> None:
         if rs.start:
             rs.history, rs.validation = rs.logger.history()
     schedule = schedules.describe(cfg)
-    if info.is_main and rs.progress:
+    if info.is_main:
         print(f"schedule: {schedule}", flush=True)
     rs.logger.text(
         (f"resumed from {rs.resume_dir} at iteration {rs.start}; " if rs.start else "")

@@ -8,16 +8,35 @@ training data. Schema 1 states (no `inputs`, no `schema` key) still read.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from gaze_attention.data.store import FrameGeometry
-from gaze_attention.engine.checkpoint import CheckpointError, read_state
+from gaze_attention.errors import GazeAttentionError
 
+FORMAT = "gaze-attention-checkpoint"
+STATE_FILE = "state.json"
 SCHEMA = 2  # the checkpoint folder's own format version is checkpoint.VERSION
+
+
+class CheckpointError(GazeAttentionError, RuntimeError):
+    """A checkpoint cannot be found or read; the message says which path and why."""
+
+
+def read_state(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    try:
+        with open(folder / STATE_FILE, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
+        raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / STATE_FILE} is not a {FORMAT} state file")
+    return state
 
 
 @dataclass
@@ -70,29 +89,6 @@ class TrainState:
 def read_train_state(folder: str | os.PathLike) -> TrainState:
     """The training state of a checkpoint folder."""
     return TrainState.from_json(read_state(folder), Path(folder) / "state.json")
-
-
-class LoadedRun(NamedTuple):
-    """A trained model with what it was trained on."""
-
-    model: Any  # GazeAttentionNet in eval mode
-    config: Any  # TrainConfig
-    class_names: list[str]
-    state: TrainState
-
-
-def load_run(path: str | os.PathLike, device: Any = "cpu") -> LoadedRun:
-    """One of our checkpoints (a run folder: its best, else its last) with its training state."""
-    from gaze_attention.engine.checkpoint import load_weights, resolve_checkpoint
-    from gaze_attention.engine.config import TrainConfig
-    from gaze_attention.models import ModelConfig, build_model
-
-    folder = resolve_checkpoint(path, prefer="best")
-    state = read_train_state(folder)
-    model = build_model(ModelConfig.from_dict(state.model_config))
-    load_weights(model, folder)
-    model.to(device).eval()
-    return LoadedRun(model, TrainConfig.from_dict(state.config), list(state.class_names), state)
 
 
 def training_geometry(state: TrainState, config: Any = None) -> tuple[FrameGeometry | None, str]:

@@ -23,13 +23,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gaze_attention.errors import GazeAttentionError
+
 PathLike = str | os.PathLike
 
 PARTS = {"base": "backbone.", "gaze": "gaze.", "attn": "head."}
 STREAMS = {"rgb": "backbone.model_rgb.", "flow": "backbone.model_flow."}
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(GazeAttentionError, RuntimeError):
     """A checkpoint does not fit the model; the message lists every offending key."""
 
     def __init__(
