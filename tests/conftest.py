@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+# Per-machine measurements (the precision probe) go to a folder of the test run, not the user's cache.
+os.environ.setdefault("GAZE_ATTENTION_CACHE", tempfile.mkdtemp(prefix="gaze-attention-cache-"))
 
 
 @pytest.fixture(autouse=True)

@@ -66,3 +66,18 @@ def test_presets_default_to_auto():
     assert load_config("paper").run.precision == "auto"
     assert load_config("tiny").run.precision == "auto"
     assert load_config("tiny", {"run.precision": "bf16"}).run.precision == "bf16"
+
+
+def test_probe_is_kept_per_machine_across_processes(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("GAZE_ATTENTION_CACHE", str(tmp_path))
+    code = "from gaze_attention.engine.precision import cpu_matmul_probe as p; print(p(128, 1).fp32_gflops)"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert (tmp_path / "matmul-probe.json").is_file()
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert first.stdout == second.stdout  # read back, not measured again
+    (tmp_path / "matmul-probe.json").write_text("not json")
+    third = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert float(third.stdout) > 0  # a damaged cache is measured over

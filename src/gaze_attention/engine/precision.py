@@ -2,8 +2,11 @@
 
 - CUDA: bf16 when the GPU runs it natively (compute capability 8.0 and up: A100, H100, RTX
   30xx/40xx, ...), else fp32 (fp16 stays an explicit choice: it needs a gradient scaler).
-- CPU: a short probe, timed once per process: a square matmul (1024 by default) in fp32 and in
-  bf16 with the threads torch uses. bf16 is chosen only when it is clearly faster (by 10 %).
+- CPU: a short probe: a square matmul (1024 by default) in fp32 and in bf16 with the threads
+  torch uses, measured once per machine and kept in the user's cache folder
+  (`$GAZE_ATTENTION_CACHE`, else `$XDG_CACHE_HOME/gaze-attention`, else `~/.cache/gaze-attention`;
+  keyed by CPU model, core count, threads and torch version), so commands do not pay for it
+  (about 20 s on a CPU whose bf16 is emulated). bf16 is chosen only when it is clearly faster (by 10 %).
   CPU flags alone do not decide it: a Zen 4 core has avx512_bf16, yet its bf16 matmul ran at
   163 GFLOP/s against 313 in fp32 (issue 11); Intel cores with AMX do run bf16 faster.
 - Anything else (MPS, ...): fp32.
@@ -16,8 +19,12 @@ probe cannot make processes of one job disagree.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -65,14 +72,70 @@ def _interleaved(pairs: list[tuple[torch.Tensor, torch.Tensor]], reps: int) -> l
     return [2 * a.shape[0] ** 3 / s / 1e9 for (a, _), s in zip(pairs, best, strict=True)]
 
 
+def cache_dir() -> Path:
+    """Where per-machine measurements are kept."""
+    if os.environ.get("GAZE_ATTENTION_CACHE"):
+        return Path(os.environ["GAZE_ATTENTION_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gaze-attention"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _probe_key(size: int, reps: int) -> str:
+    return f"{_cpu_model()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads|torch {torch.__version__}|{size}x{reps}"
+
+
+def _read_cached(key: str) -> MatmulProbe | None:
+    try:
+        entry = json.loads((cache_dir() / "matmul-probe.json").read_text(encoding="utf-8")).get(key)
+        return MatmulProbe(**entry) if entry else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_cached(key: str, probe: MatmulProbe) -> None:
+    """Best effort: a read-only home only costs the next command another probe."""
+    path = cache_dir() / "matmul-probe.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not isinstance(entries, dict):
+            entries = {}
+        entries[key] = asdict(probe)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{os.getpid()}.probe.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(entries, fh, indent=1)
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
+
+
 @functools.lru_cache(maxsize=4)
 def cpu_matmul_probe(size: int = 1024, reps: int = 3) -> MatmulProbe:
-    """fp32 and bf16 matmul GFLOP/s of this CPU (best of `reps`; ~0.1 s at 1024 on 2 cores)."""
+    """fp32 and bf16 matmul GFLOP/s of this CPU (best of `reps`; ~0.1 s at 1024 on 2 cores
+    where bf16 is native), measured once per machine (see `cache_dir`) and per process."""
+    key = _probe_key(size, reps)
+    cached = _read_cached(key)
+    if cached is not None:
+        return cached
     g = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=g)
     b = torch.randn(size, size, generator=g)
     fp32, bf16 = _interleaved([(a, b), (a.bfloat16(), b.bfloat16())], reps)
-    return MatmulProbe(size, fp32, bf16, torch.get_num_threads())
+    probe = MatmulProbe(size, fp32, bf16, torch.get_num_threads())
+    _write_cached(key, probe)
+    return probe
 
 
 def _cuda_choice(device: torch.device) -> PrecisionChoice:
@@ -124,6 +187,7 @@ def resolve_for_ranks(requested: str, device: torch.device | str, info) -> Preci
 __all__ = [
     "CHOICES",
     "MatmulProbe",
+    "cache_dir",
     "PrecisionChoice",
     "cpu_matmul_probe",
     "resolve_for_ranks",
