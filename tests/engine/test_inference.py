@@ -297,3 +297,14 @@ def test_prepared_windows_read_only_their_frames(prepared, model):
     assert w.rgb.shape == (3, T, CROP, CROP) and w.flow.shape == (2, T, CROP, CROP)
     outs = list(run_windows(model, clip.windows([0, T], T), InferenceOptions(gaze_mode="argmax")))
     assert [o.start for o in outs] == [0, T] and outs[0].logits.dtype == torch.float64
+
+
+def test_every_source_is_a_clip_source(prepared, tmp_path):
+    from gaze_attention.engine.inference import ClipSource, TensorClip, VideoReader
+
+    rec = PreparedData(prepared).split(1, "test")[0]
+    assert isinstance(PreparedClip(prepared, rec.name, CROP, True), ClipSource)
+    assert isinstance(TensorClip(torch.zeros(3, 4, CROP, CROP)), ClipSource)
+    video = _write(tmp_path / "v.mp4", _moving_frames(6), "libx264")
+    assert isinstance(VideoReader(video), ClipSource)
+    assert not isinstance(object(), ClipSource)

@@ -6,7 +6,7 @@ Reading top-down:
    loop: non-overlapping windows of the model's frame count from frame 0, the incomplete tail
    dropped (a clip shorter than one window gets one edge-padded window). `stride` and `tail`
    are options for long videos; `max_windows` is evaluation's sparse mode.
-2. A source turns a clip into model-ready windows, a few at a time: `VideoReader` (any file
+2. A source (`ClipSource`) turns a clip into model-ready windows, a few at a time: `VideoReader` (any file
    PyAV opens; streaming, seeking, flow computed on the fly), `PreparedClip` (a folder written
    by `prepare`) and `TensorClip` (a clip already in memory, as visualize draws it). Every
    source resizes like `prepare`, upscales frames smaller than the crop, centre-crops and
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -202,6 +202,23 @@ def fixation_cells(points: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     cells = torch.stack([idx // grid[1], idx % grid[1]], -1)
     cells[~valid] = -1
     return cells
+
+
+@runtime_checkable
+class ClipSource(Protocol):
+    """What evaluate, predict, visualize and the demo read windows from.
+
+    A new kind of input (a long recording cut into segments, a clip decoded from another
+    container) plugs in by giving these three members; the engine needs nothing else.
+    `TensorClip`, `PreparedClip` and `VideoReader` are the sources of this package.
+    """
+
+    name: str
+    num_frames: int
+
+    def windows(self, starts: Iterable[int], frames: int) -> Iterator[Window]:
+        """Model-ready windows (`Window`) starting at `starts`, `frames` long, edge-padded."""
+        ...
 
 
 class TensorClip:
@@ -520,6 +537,7 @@ __all__ = [
     "SPARSE_WINDOWS",
     "CenterCrop",
     "InferenceOptions",
+    "ClipSource",
     "PreparedClip",
     "TensorClip",
     "VideoReader",
