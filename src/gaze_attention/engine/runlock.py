@@ -25,6 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from gaze_attention.fsio import LinkRefusedError, open_no_link
+
 LOCK_FILE = "run.lock"
 # What a training run writes into its folder: the only entries --overwrite deletes.
 RUN_OUTPUTS = ("checkpoints", "tb", "metrics.csv", "validation.csv", "config.yaml")
@@ -97,13 +99,24 @@ class RunLock:
         self.release()
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """Open the lock file, never through a link: a planted link would make us write its target."""
+    try:
+        return open_no_link(path, flags, 0o644)
+    except LinkRefusedError as exc:
+        raise RunFolderError(
+            f"{path}: the lock file is a symbolic link (to {os.readlink(path)}); refusing to open it. "
+            "Remove the link (its target is left alone) or choose another --out"
+        ) from exc
+
+
 def _acquire(run_dir: Path) -> RunLock:
     path = run_dir / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "argv": sys.argv}
     for _ in range(20):
         if fcntl is None:
             return _acquire_by_pid(path, me)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -137,8 +150,10 @@ def _acquire_by_pid(path: Path, me: dict[str, Any]) -> RunLock:
     """Lock without flock: exclusive creation, a live pid on this host means held."""
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _open_lock(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
+            if path.is_symlink():
+                _open_lock(path, os.O_RDONLY)  # raises the link's message
             other = _read_info(path)
             pid = other.get("pid")
             if other.get("host") != me["host"] or (isinstance(pid, int) and _pid_alive(pid)):
