@@ -9,6 +9,7 @@ most likely cell per temporal slice is reported with each window, as a timeline.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from gaze_attention.engine.inference import (  # noqa: F401  (re-exported for ex
     run_windows,
     window_starts,
 )
+from gaze_attention.fsio import write_text
 
 
 def _top(logits: torch.Tensor, class_names: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -48,7 +50,14 @@ def _top(logits: torch.Tensor, class_names: Sequence[str], k: int) -> list[dict[
 def open_source(path: Path, size: tuple[int, int], crop: int, use_flow: bool) -> tuple[Any, float, tuple[int, int]]:
     """(source, fps, frame size of the source in pixels) of a video file or a prepared clip folder."""
     if path.is_dir():  # PREPARED/images_rgb/<clip>, read at its own frame size
-        clip = PreparedClip(path.parent.parent, path.name, crop, use_flow)
+        real = path.resolve()
+        expects = ("a video file, or a prepared clip folder PREPARED/images_rgb/<clip> holding "
+                   "0001.jpg, 0002.jpg, ... (the output of `gaze-attention prepare`)")
+        if real.parent.name != "images_rgb":
+            raise FileNotFoundError(f"{path} is a folder, not a video file nor a prepared clip folder: predict takes {expects}")
+        if not any(real.glob("*.jpg")):
+            raise FileNotFoundError(f"{path}: a prepared clip folder without frames: predict takes {expects}")
+        clip = PreparedClip(real.parent.parent, real.name, crop, use_flow)
         first = cv2.imread(str(path / "0001.jpg"))
         if first is None:
             raise FileNotFoundError(f"{path}: no 0001.jpg (expected a prepared clip folder)")
@@ -169,24 +178,23 @@ def predict_video(
 def write_timeline_csv(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """One row per window: times, frames, top-k classes with probabilities, gaze cell and pixel per slice."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     windows = result["windows"]
     k = len(windows[0]["top"]) if windows else 0
     slices = len(windows[0].get("gaze", [])) if windows else 0
     header = ["start_s", "end_s", "start_frame", "end_frame"]
     header += [f"{c}{i}" for i in range(1, k + 1) for c in ("class", "p")]
     header += [f"gaze{t}_{c}" for t in range(slices) for c in ("row", "col", "x", "y")]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(header)
-        for w in windows:
-            row: list[Any] = [f"{w['start_s']:.3f}", f"{w['end_s']:.3f}", w["start_frame"], w["end_frame"]]
-            for t in w["top"]:
-                row += [t["class"], f"{t['probability']:.6f}"]
-            for g in w.get("gaze", []):
-                row += [g["row"], g["col"], f"{g['x']:.1f}", f"{g['y']:.1f}"]
-            out.writerow(row)
-    return path
+    buf = io.StringIO(newline="")
+    out = csv.writer(buf)
+    out.writerow(header)
+    for w in windows:
+        row: list[Any] = [f"{w['start_s']:.3f}", f"{w['end_s']:.3f}", w["start_frame"], w["end_frame"]]
+        for t in w["top"]:
+            row += [t["class"], f"{t['probability']:.6f}"]
+        for g in w.get("gaze", []):
+            row += [g["row"], g["col"], f"{g['x']:.1f}", f"{g['y']:.1f}"]
+        out.writerow(row)
+    return write_text(path, buf.getvalue())
 
 
 def format_prediction(result: dict[str, Any], max_windows: int = 50) -> str:
