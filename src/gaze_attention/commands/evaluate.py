@@ -184,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         if info.is_main:
+            if not metrics.get("num_clips"):
+                print(f"warning: no clips in {args.part}_split{args.split}.txt of {args.data}: the accuracies "
+                      "are undefined (null in the JSON)", file=sys.stderr)
             metrics = {**source, "data": args.data, "split": args.split, "part": args.part, **metrics}
             to_stdout = args.json == "-"
             # with --json - the JSON alone goes to stdout, so that it can be piped
