@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gaze_attention.fsio import atomic_path
+
 PathLike = str | os.PathLike
 
 PARTS = {"base": "backbone.", "gaze": "gaze.", "attn": "head."}
@@ -169,6 +171,7 @@ def save_reference_checkpoint(model: nn.Module, prefix: PathLike) -> dict[str, P
     paths = {}
     for part, tensors in to_reference_state_dicts(model).items():
         path = Path(f"{prefix}_{part}.pt")
-        torch.save({"module." + k: v.detach().cpu() for k, v in tensors.items()}, path)
+        with atomic_path(path) as tmp:
+            torch.save({"module." + k: v.detach().cpu() for k, v in tensors.items()}, tmp)
         paths[part] = path
     return paths
