@@ -6,6 +6,7 @@ import ast
 import errno
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -143,3 +144,38 @@ def test_fsio_is_a_leaf_of_the_standard_library():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert names and names <= set(sys.stdlib_module_names) | {"__future__"}, names
+
+
+_WRITE_CALL = re.compile(
+    r"json\.dumps?\(|os\.replace\(|mkstemp|\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]|"
+    r"os\.open\(|\.savefig\(|\.save\(|save_file\(|torch\.save\(|np\.save\(|av\.open\([^)]*mode=.w"
+)
+# Writes that do not go through fsio, each with why. Writers inside an `fsio.atomic_path` block
+# name its temp file; the rest belong to files being switched by their owners.
+_ALLOWED = {
+    "engine/metrics.py": ["savefig(os.fspath(tmp)"],
+    "engine/checkpoint.py": ["save_file(tensors, str(tmp)", "os.replace(tmp, folder)", "os.replace(folder, trash)"],
+    "models/reference.py": ["torch.save(model.state_dict(), ...)", "}, tmp)"],
+    "viz/writers.py": [".save(tmp,"],
+    "engine/runlock.py": ["os.fdopen(fd"],  # fd from open_no_link, O_EXCL
+    # Owned elsewhere (see the report of issue 20): to be switched to fsio by their owners.
+    "engine/train.py": ["*"],
+    "data/prepare.py": ["*"],
+    "data/shards.py": ["os.open(folder / name"],
+    "demo.py": ["*"],
+    "data/synthetic.py": ["*"],  # writes the raw test fixtures it is asked for, into a fresh folder
+}
+
+
+def test_every_file_write_goes_through_fsio():
+    src = Path(fsio.__file__).resolve().parent
+    unlisted = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        if rel == "fsio.py":
+            continue
+        allowed = _ALLOWED.get(rel, [])
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if _WRITE_CALL.search(line.replace("fsio.", "")) and "*" not in allowed and not any(a in line for a in allowed):
+                unlisted.append(f"{rel}:{n}: {line.strip()}")
+    assert not unlisted, "writes outside fsio:\n" + "\n".join(unlisted)

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gaze_attention.fsio import LinkRefusedError, open_no_link
+from gaze_attention.fsio import LinkRefusedError, dumps_json, open_no_link
 
 LOCK_FILE = "run.lock"
 # What a training run writes into its folder: the only entries --overwrite deletes.
@@ -140,7 +140,7 @@ def _acquire(run_dir: Path) -> RunLock:
                 stacklevel=3,
             )
         os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(me) + "\n").encode("utf-8"))
+        os.write(fd, (dumps_json(me, indent=None) + "\n").encode("utf-8"))
         os.fsync(fd)
         return RunLock(path, fd)
     raise RunFolderError(f"{path}: could not take the lock (it keeps changing hands)")
@@ -168,7 +168,7 @@ def _acquire_by_pid(path: Path, me: dict[str, Any]) -> RunLock:
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(me) + "\n")
+            fh.write(dumps_json(me, indent=None) + "\n")
         return RunLock(path, None)
     raise RunFolderError(f"{path}: could not take the lock")
 
