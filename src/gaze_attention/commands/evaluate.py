@@ -110,10 +110,11 @@ def run(args: argparse.Namespace) -> int:
         return error(f"--data {args.data}: no such folder (give the output folder of `gaze-attention prepare`)")
     if args.checkpoint and not Path(args.checkpoint).exists():
         return error(f"--checkpoint {args.checkpoint}: no such file or folder (a run folder or checkpoint)")
-    for flag, out in (("--json", args.json), ("--confusion", args.confusion)):
-        problem = check_writable(out, flag) if out and out != "-" else None
-        if problem:  # before any work: the metrics would be lost after the whole evaluation
-            return error(problem)
+    # Before any work: the metrics would be lost after the whole evaluation. (The confusion PNG
+    # is optional: its failure stays a warning once the metrics are out.)
+    problem = check_writable(args.json, "--json") if args.json and args.json != "-" else None
+    if problem:
+        return error(problem)
     try:
         data = PreparedData(args.data)
     except (FileNotFoundError, ValueError) as exc:
