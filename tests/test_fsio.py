@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gaze_attention import fsio
+from gaze_attention.errors import describe_os_error
 
 
 def _mode(path: Path) -> int:
@@ -179,3 +180,18 @@ def test_every_file_write_goes_through_fsio():
             if _WRITE_CALL.search(line.replace("fsio.", "")) and "*" not in allowed and not any(a in line for a in allowed):
                 unlisted.append(f"{rel}:{n}: {line.strip()}")
     assert not unlisted, "writes outside fsio:\n" + "\n".join(unlisted)
+
+
+def test_open_append_appends_and_refuses_a_link(tmp_path):
+    log = tmp_path / "train.log"
+    for line in ("a\n", "b\n"):
+        with fsio.open_append(log) as fh:
+            fh.write(line)
+    assert log.read_text() == "a\nb\n" and _mode(log) == _normal_mode()
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    (tmp_path / "metrics.csv").symlink_to(victim)
+    with pytest.raises(fsio.LinkRefusedError) as info:
+        fsio.open_append(tmp_path / "metrics.csv")
+    assert describe_os_error(info.value).startswith(f"{tmp_path / 'metrics.csv'}: is a symbolic link (to {victim})")
+    assert victim.read_text() == "x"

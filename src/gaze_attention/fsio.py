@@ -19,7 +19,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "LinkRefusedError",
@@ -27,6 +27,7 @@ __all__ = [
     "check_writable",
     "dumps_json",
     "json_safe",
+    "open_append",
     "open_no_link",
     "temp_path",
     "write_bytes",
@@ -204,6 +205,16 @@ def open_no_link(path: str | os.PathLike, flags: int, mode: int = FILE_MODE) -> 
                 errno.ELOOP, f"is a symbolic link (to {target}), refused: remove it", str(path)
             ) from None
         raise
+
+
+def open_append(path: str | os.PathLike, *, encoding: str = "utf-8", newline: str | None = None) -> IO[str]:
+    """A text file opened for appending (created if missing), never through a link at `path`.
+
+    For logs and CSV rows that grow line by line (not atomic by nature): a link found there is
+    refused with LinkRefusedError naming `path`, and its target is not opened.
+    """
+    fd = open_no_link(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_BINARY)
+    return os.fdopen(fd, "a", encoding=encoding, newline=newline)
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> str | None:
