@@ -146,3 +146,36 @@ def test_unwritable_output_folder_of_prepare_is_a_message(tmp_path, capsys):
     assert cli.main(["prepare", str(raw), str(blocker / "out"), "--no-progress", "--flow", "none"]) == 2
     err = _err(capsys)
     assert err.startswith(f"error: {blocker / 'out'}: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("optim.milestones=[4000,7000", "error: --set optim.milestones=[4000,7000: not valid YAML: expected ','"),
+        ("optim.lr=!!python/object/apply:os.system [echo]",
+         "the tag !!python/object/apply:os.system is refused (plain YAML values only)"),
+    ],
+)
+def test_bad_yaml_in_set_is_one_line_naming_the_flag(capsys, value, expected):
+    assert cli.main(["train", "--preset", "tiny", "--print-config", "--set", value]) == 2
+    err = _err(capsys)
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err and "bug" not in err
+
+
+def test_bad_yaml_in_a_preset_file_names_file_line_and_column(tmp_path, capsys):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("optim:\n  lr: 0.1\n  milestones: [1, 2\nrun:\n  out: x\n")
+    assert cli.main(["train", "--preset", str(preset), "--print-config"]) == 2
+    err = _err(capsys)
+    assert err.startswith(f"error: {preset}:4:") and "not valid YAML" in err and len(err.strip().splitlines()) == 1
+    marker = tmp_path / "ran"
+    preset.write_text(f"optim:\n  lr: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert cli.main(["train", "--preset", str(preset), "--print-config"]) == 2
+    err = _err(capsys)
+    assert err.startswith(f"error: {preset}:2:") and "!!python/object/apply:os.system is refused" in err
+    assert len(err.strip().splitlines()) == 1 and not marker.exists()
+
+
+def test_an_exponent_without_a_dot_is_a_number(capsys):
+    assert cli.main(["train", "--preset", "tiny", "--print-config", "--set", "optim.lr=1e-3"]) == 0
+    assert "lr: 0.001" in capsys.readouterr().out

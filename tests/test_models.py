@@ -187,3 +187,14 @@ def test_bf16_weight_gradients_are_finite_with_two_slices() -> None:
         out.logits.float().square().sum().backward()
         bad = [n for n, p in m.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, bad
+
+
+def test_save_reference_checkpoint_replaces_a_planted_link(tmp_path):
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"precious")
+    (tmp_path / "w_base.pt").symlink_to(victim)
+    model = ga.build_model("tiny", num_classes=3, width=0.125, frames=8, crop=64)
+    paths = ga.save_reference_checkpoint(model, tmp_path / "w")
+    assert victim.read_bytes() == b"precious" and not paths["base"].is_symlink()
+    other = ga.build_model("tiny", num_classes=3, width=0.125, frames=8, crop=64)
+    ga.load_reference_checkpoint(other, paths["base"], paths["gaze"], paths["attn"])

@@ -4,6 +4,7 @@ settings checked under a lock; the estimate printed before a run; dense_flow raw
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -158,3 +159,23 @@ def test_not_a_data_folder(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(FileNotFoundError, match="img_00001"):
         PreparedData(tmp_path)
+
+
+def test_atomic_writes_replace_a_planted_link_and_leave_its_target(tmp_path):
+    from gaze_attention.data.shards import atomic_copy, atomic_write_text
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("settings.json", "action_idx.txt"):  # the final names and the temp names once used
+        (out / name).symlink_to(victim)
+        (out / f".{name}.{os.getpid()}.tmp").symlink_to(victim)
+    atomic_write_text(out / "settings.json", "{}\n")
+    src = tmp_path / "src.txt"
+    src.write_text("a 1\n")
+    atomic_copy(src, out / "action_idx.txt")
+    assert victim.read_text() == "precious"
+    assert (out / "settings.json").read_text() == "{}\n" and (out / "action_idx.txt").read_text() == "a 1\n"
+    assert not (out / "settings.json").is_symlink() and not (out / "action_idx.txt").is_symlink()
+    assert len(list(out.iterdir())) == 4  # no temp file of ours left

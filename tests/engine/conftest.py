@@ -72,7 +72,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
     """Factory: tiny_config(data, out, **{"section.key": value}) -> TrainConfig."""
     return _tiny_config

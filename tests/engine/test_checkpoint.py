@@ -151,3 +151,78 @@ def test_sigkill_during_writes_never_leaves_a_broken_checkpoint(tmp_path):
                 ck.load_optimizer(opt, folder, state["optimizer"])
         ck.clean_partial(ckpts)
         assert not [p for p in ckpts.iterdir() if p.name.startswith(".")]
+
+
+def _edit_header(path, edit):
+    """Rewrite a safetensors header in place (same length, data untouched): a lying file."""
+    import json as _json
+
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = _json.loads(raw[8 : 8 + n])
+    edit(header)
+    text = _json.dumps(header, separators=(",", ":")).encode().ljust(n)
+    assert len(text) == n
+    path.write_bytes(raw[:8] + text + raw[8 + n :])
+
+
+def test_a_header_whose_dtype_lies_is_refused_naming_the_tensor(tmp_path):
+    model, _ = _model_and_optimizer()
+    folder = ck.write_checkpoint(tmp_path / "ckpt-00000001", model, _state(1))
+    fc = sorted(k for k in model.state_dict() if k.startswith("head.") and k.endswith(".weight"))[0]
+    _edit_header(folder / ck.MODEL_FILE, lambda h: h[fc].update(dtype="I32"))  # F32 and I32: 4 bytes each
+    with pytest.raises(ck.CheckpointError) as info:
+        ck.load_model(folder)
+    assert f"tensor {fc} is stored as I32, the model expects F32" in str(info.value)
+    assert str(folder / ck.MODEL_FILE) in str(info.value)
+
+
+def test_a_header_whose_shape_lies_is_refused_before_loading(tmp_path):
+    model, _ = _model_and_optimizer()
+    folder = ck.write_checkpoint(tmp_path / "ckpt-00000001", model, _state(1))
+    name, t = next((k, v) for k, v in model.state_dict().items() if v.dim() > 1)
+    _edit_header(folder / ck.MODEL_FILE, lambda h: h[name].update(shape=[t.numel()]))  # same bytes, flattened
+    with pytest.raises(ck.CheckpointError, match=rf"tensor {name} has shape \[{t.numel()}\], "
+                       rf"the model expects \[{', '.join(map(str, t.shape))}\]"):
+        ck.load_weights(ga.build_model("tiny", **MODEL), folder)
+
+
+def test_checkpoint_files_are_readable_by_others(tmp_path):
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        model, opt = _model_and_optimizer()
+        folder = ck.write_checkpoint(tmp_path / "ckpt-00000001", model, _state(1), opt)
+    finally:
+        os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {ck.MODEL_FILE: 0o644, ck.OPTIM_FILE: 0o644, ck.STATE_FILE: 0o644}
+
+
+def test_state_json_is_strict_json(tmp_path):
+    import json as _json
+
+    model, _ = _model_and_optimizer()
+    state = dict(_state(1), best_score=-float("inf"), extra={"loss": float("nan")})
+    folder = ck.write_checkpoint(tmp_path / "ckpt-00000001", model, state)
+    text = (folder / ck.STATE_FILE).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    saved = _json.loads(text)
+    assert "best_score" not in saved and saved["extra"] == {"loss": None}
+
+
+def test_a_planted_checkpoint_link_is_replaced_and_its_target_untouched(tmp_path):
+    victim = tmp_path / "outside"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "ckpt-00000001").symlink_to(victim)
+    (ckpts / ".trash-x").symlink_to(victim)
+    model, _ = _model_and_optimizer()
+    folder = ck.write_checkpoint(ckpts / "ckpt-00000001", model, _state(1))
+    assert not folder.is_symlink() and (folder / ck.STATE_FILE).is_file()
+    ck.clean_partial(ckpts)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["ckpt-00000001"]
+    assert [p.name for p in victim.iterdir()] == ["keep.txt"] and (victim / "keep.txt").read_text() == "precious"

@@ -267,3 +267,20 @@ def test_a_file_size_limit_during_a_checkpoint_write_is_a_message(prepared, tmp_
     assert "model.safetensors: the file is larger than allowed (a file-size limit" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert ck.list_checkpoints(run / "checkpoints") == []  # no half-written checkpoint is visible
+
+
+@pytest.mark.parametrize("use_flock", [True, False])
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(tmp_path, monkeypatch, use_flock):
+    from gaze_attention.engine import runlock
+
+    if not use_flock:
+        monkeypatch.setattr(runlock, "fcntl", None)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(RunFolderError) as info:
+        claim_run_folder(run, resume=False, overwrite=True)
+    assert f"{run / LOCK_FILE}: the lock file is a symbolic link (to {victim})" in str(info.value)
+    assert victim.read_text() == "precious\n" and (run / LOCK_FILE).is_symlink()

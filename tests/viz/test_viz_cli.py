@@ -78,3 +78,75 @@ def test_visualize_rejects_bad_options(tmp_path: Path, runs, small_video: Path, 
         err = capsys.readouterr().err.strip()
         assert message in err and err.startswith("error: ") and "\n" not in err, err
     assert not list(tmp_path.glob("x.*"))
+
+
+def _other_classes(tmp_path: Path, prepared_clip: Path, classes: list[str], label: int) -> Path:
+    """A copy of the prepared clip whose data set has `classes` and labels the clip `label` (1-based)."""
+    import shutil
+
+    root = tmp_path / "other"
+    shutil.copytree(prepared_clip.parent.parent, root)
+    ann = root / "annotations"
+    (ann / "action_idx.txt").write_text("".join(f"{n} {i + 1}\n" for i, n in enumerate(classes)))
+    (ann / "train_split1.txt").write_text("P01-R01-Other-1-2-F000001-F000024 1 1 1\n")
+    (ann / "test_split1.txt").write_text(f"{prepared_clip.name} {label} 1 1\n")
+    return root / "images_rgb" / prepared_clip.name
+
+
+def _titles(monkeypatch) -> list[list[str]]:
+    from gaze_attention.viz import render
+
+    seen: list[list[str]] = []
+    real = render._title
+
+    def spy(*a, **k):
+        seen.append(real(*a, **k))
+        return seen[-1]
+
+    monkeypatch.setattr(render, "_title", spy)
+    return seen
+
+
+def test_visualize_a_clip_of_a_data_set_with_other_classes(tmp_path: Path, runs, prepared_clip: Path,
+                                                           capsys, monkeypatch) -> None:
+    gaze, _ = runs
+    clip = _other_classes(tmp_path, prepared_clip, ["wash pan", "open jar", "stir pot", "pour oil"], 4)
+    base = ["visualize", str(clip), "--checkpoint", str(gaze), "--overlays", "gaze", "--max-frames", "16"]
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "a.png"), "--class", "label", "--overlays", "gradcam"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --class label: the clip's label 'pour oil' is not one of the model's 3 classes")
+    assert "Traceback" not in err and err.count("error:") == 1
+    titles = _titles(monkeypatch)
+    assert main([*base, "--out", str(tmp_path / "b.png")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "its data set's 4 classes differ from the model's 3 classes" in err
+    assert titles and not any("true:" in line for t in titles for line in t)
+
+
+def test_visualize_finds_the_label_by_name_when_the_class_lists_differ(tmp_path: Path, runs, prepared_clip: Path,
+                                                                       capsys, monkeypatch) -> None:
+    gaze, _ = runs
+    # The same names in another order: index 0 of the data set is class 2 of the model.
+    clip = _other_classes(tmp_path, prepared_clip, ["take bowl", "cut tomato", "open fridge"], 1)
+    titles = _titles(monkeypatch)
+    assert main(["visualize", str(clip), "--checkpoint", str(gaze), "--overlays", "gaze", "--max-frames", "16",
+                 "--out", str(tmp_path / "c.png")]) == 0
+    assert "the clip's label 'take bowl' is class 2 of the model" in capsys.readouterr().err
+    assert any(line.startswith("true: take bowl (") for t in titles for line in t)
+
+
+def test_visualize_checks_the_output_before_any_work(tmp_path: Path, runs, small_video: Path, capsys,
+                                                     monkeypatch) -> None:
+    from gaze_attention.commands import visualize
+
+    monkeypatch.setattr(visualize, "_prepare", lambda *a: pytest.fail("models loaded before --out was checked"))
+    gaze, _ = runs
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    (tmp_path / "dir.gif").mkdir()
+    for out, message in ((blocker / "x.gif", f"--out {blocker / 'x.gif'}: {blocker} is not a folder"),
+                         (tmp_path / "dir.gif", f"--out {tmp_path / 'dir.gif'}: is a folder")):
+        assert main(["visualize", str(small_video), "--checkpoint", str(gaze), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: {message}" or err.startswith(f"error: {message}"), err

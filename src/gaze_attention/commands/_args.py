@@ -160,14 +160,14 @@ def add_model_source_arguments(parser: argparse.ArgumentParser, *, with_model_se
 
 def model_overrides(items: list[str]) -> dict[str, object]:
     """--model-set KEY=VALUE items -> {key: value}, values parsed as YAML (0.5, true, [1, 2])."""
-    import yaml
+    from gaze_attention.engine.config import parse_yaml
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--model-set {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml(value, f"--model-set {item}")
     return out
 
 

@@ -13,8 +13,6 @@ Runs under torchrun too (every clip counted once).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from gaze_attention.commands._args import (
     positive_int,
     resolve_gaze_mode,
 )
+from gaze_attention.fsio import check_writable, dumps_json, write_json
 
 EXAMPLES = """examples:
   gaze-attention evaluate --data prepared --split 1 --checkpoint runs/paper --json eval.json
@@ -66,15 +65,9 @@ _model_overrides = model_overrides  # the name earlier code imported
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    """Atomically: a full disk or a kill never leaves a half-written metrics file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Atomically (fsio): a full disk or a kill never leaves a half-written metrics file, a link
+    at PATH is replaced, not written through, and an undefined metric (NaN) is null."""
+    write_json(path, obj)
 
 
 def _write_confusion(path: str, metrics: dict, names: list[str]) -> None:
@@ -117,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
         return error(f"--data {args.data}: no such folder (give the output folder of `gaze-attention prepare`)")
     if args.checkpoint and not Path(args.checkpoint).exists():
         return error(f"--checkpoint {args.checkpoint}: no such file or folder (a run folder or checkpoint)")
+    # Before any work: the metrics would be lost after the whole evaluation. (The confusion PNG
+    # is optional: its failure stays a warning once the metrics are out.)
+    problem = check_writable(args.json, "--json") if args.json and args.json != "-" else None
+    if problem:
+        return error(problem)
     try:
         data = PreparedData(args.data)
     except (FileNotFoundError, ValueError) as exc:
@@ -187,12 +185,15 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         if info.is_main:
+            if not metrics.get("num_clips"):
+                print(f"warning: no clips in {args.part}_split{args.split}.txt of {args.data}: the accuracies "
+                      "are undefined (null in the JSON)", file=sys.stderr)
             metrics = {**source, "data": args.data, "split": args.split, "part": args.part, **metrics}
             to_stdout = args.json == "-"
             # with --json - the JSON alone goes to stdout, so that it can be piped
             print(format_summary(metrics), file=sys.stderr if to_stdout else sys.stdout)
             if to_stdout:
-                print(json.dumps(metrics, indent=1))
+                print(dumps_json(metrics))
             elif args.json:
                 _write_json(Path(args.json), metrics)
                 print(f"metrics: {args.json}")

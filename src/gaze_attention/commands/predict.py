@@ -13,7 +13,6 @@ per-window timeline (start/end seconds, top-k, gaze cell and pixel) as CSV or JS
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from gaze_attention.commands._args import (
     resolve_gaze_mode,
 )
 from gaze_attention.constants import ONLINE_FLOW_METHODS, PREPARED_SIZE
+from gaze_attention.fsio import check_writable, dumps_json, write_json
 
 EXAMPLES = """examples:
   gaze-attention predict my_video.mp4 --checkpoint demo_out/runs/direct-n30-s0   # the demo's model
@@ -97,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
         if not path.lower().endswith((".csv", ".json")):
             print(f"error: --timeline {path}: the file must end in .csv or .json", file=sys.stderr)
             return 2
+    outputs = [("--json", args.json)] if args.json not in (None, "-") else []
+    for flag, path in outputs + [("--timeline", p) for p in args.timeline]:
+        problem = check_writable(path, flag)
+        if problem:  # before the prediction, which would be lost after minutes of work
+            return error(problem)
     try:
         if args.checkpoint:
             model, cfg, names, state = load_run(args.checkpoint, device=device)
@@ -132,18 +137,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json is None:
         print(format_prediction(result))
     elif args.json == "-":
-        print(json.dumps(result, indent=1))
+        print(dumps_json(result))
     else:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
+        write_json(args.json, result)
         print(format_prediction(result))
         print(f"prediction: {args.json}")
     for path in args.timeline:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         if path.lower().endswith(".csv"):
             write_timeline_csv(result, path)
         else:
-            with open(path, "w", encoding="utf-8") as fh:
-                json.dump({k: v for k, v in result.items() if k != "probabilities"}, fh, indent=1)
+            write_json(path, {k: v for k, v in result.items() if k != "probabilities"})
         print(f"timeline: {path}", file=sys.stderr)
     return 0

@@ -34,6 +34,7 @@ from gaze_attention.commands._args import (
     positive_int,
     resolve_gaze_mode,
 )
+from gaze_attention.fsio import check_writable
 
 # Kept literal so that `--help` does not import torch (see gaze_attention.viz.render.OVERLAYS).
 DEFAULT_OVERLAYS = "gaze,sample,recorded,attention,gradcam"
@@ -153,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
         return error(f"--out must end in .gif, .mp4 or .png, got {out.name}")
     if not Path(args.input).exists():
         return error(f"INPUT {args.input}: no such video file or prepared clip folder")
+    problem = check_writable(out, "--out")
+    if problem:  # before loading models and rendering, whose result would be lost
+        return error(problem)
     primary, reference = args.checkpoint, False
     if args.reference_prefix:
         primary, reference = args.reference_prefix, True
@@ -241,6 +245,42 @@ def _frame_size(args: argparse.Namespace) -> tuple[tuple[int, int], list[str]]:
     return size, notes
 
 
+def _match_label(clip: Any, data_classes: list[str] | None, class_names: list[str] | None,
+                 num_classes: int, source: str) -> tuple[Any, str | None]:
+    """(The clip with its label as an index of the model's classes or None, a warning or None).
+
+    A prepared clip's label indexes its data set's class list; when that list differs from the
+    model's, the same index means another class (or none at all). The label is then looked
+    up by name, a warning says the lists differ, and an unknown label is dropped, so that no
+    "(wrong)" is printed against a mismatched list.
+    """
+    import dataclasses
+
+    if clip.label is None or data_classes is None or list(data_classes) == list(class_names or []):
+        if clip.label is not None and clip.label >= num_classes:
+            return _without_label(clip, f"class {clip.label}"), (
+                f"INPUT {source}: its label {clip.label} is beyond the model's {num_classes} classes: "
+                "the label is not shown")
+        return clip, None
+    name = data_classes[clip.label] if 0 <= clip.label < len(data_classes) else f"class {clip.label}"
+    index = list(class_names).index(name) if class_names is not None and name in class_names else None
+    known = f"{len(class_names)} classes" if class_names is not None else "classes (no names)"
+    warning = (f"INPUT {source}: its data set's {len(data_classes)} classes differ from the model's "
+               f"{known}: the clip's label {name!r} is "
+               + (f"class {index} of the model" if index is not None else "not one of them and is not shown"))
+    if index is None:
+        return _without_label(clip, name), warning
+    return dataclasses.replace(clip, label=index), warning
+
+
+def _without_label(clip: Any, name: str) -> Any:
+    import dataclasses
+
+    out = dataclasses.replace(clip, label=None)
+    out.unmatched_label = name  # for the --class label message
+    return out
+
+
 def _render(args: argparse.Namespace, out: Path, overlays: Any, device: str,
             loaded: list[tuple[Any, list[str] | None, str, str]], titles: list[str],
             names_file: list[str] | None) -> int:
@@ -257,15 +297,22 @@ def _render(args: argparse.Namespace, out: Path, overlays: Any, device: str,
         )
     except (FileNotFoundError, ValueError) as exc:
         return error(f"INPUT {args.input}: {exc}")
-    class_names = next((c for _, c, _, _ in loaded if c), None) or names_file or data_classes
+    model_names = next((c for _, c, _, _ in loaded if c), None) or names_file
+    class_names = model_names or data_classes
     if class_names is not None and len(class_names) != ref.num_classes:
         class_names = None
+    clip, label_warning = _match_label(clip, data_classes, class_names, ref.num_classes, args.input)
     try:
         target = _resolve_target(args.target, class_names, ref.num_classes)
     except ValueError as exc:
         return error(str(exc))
     if target == "label" and clip.label is None:
+        if getattr(clip, "unmatched_label", None):
+            return error(f"--class label: the clip's label {clip.unmatched_label!r} is not one of the model's "
+                         f"{ref.num_classes} classes (its data set has other classes than the checkpoint)")
         return error("--class label: the input has no label (use a prepared clip that is in a split list)")
+    if label_warning:
+        print(f"warning: {label_warning}", file=sys.stderr)
 
     if Path(args.input).is_file():  # after every check (errors stay one line); a clip folder has its own size
         for note in notes:

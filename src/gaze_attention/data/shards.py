@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from gaze_attention import fsio
 from gaze_attention.data.egtea import MANIFEST
 
 
@@ -76,16 +77,13 @@ def folder_lock(folder: Path, name: str = ".prepare.lock") -> Iterator[None]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a per-process temporary and rename: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write via a fresh temporary and rename (fsio): a reader never sees a half-written file and
+    a link at `path` is replaced, never written through."""
+    fsio.write_text(path, text, parents=False)
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(Path(src).read_bytes())
-    os.replace(tmp, dst)
+    fsio.write_bytes(dst, Path(src).read_bytes(), parents=False)
 
 
 def _header_frames(job) -> int | None:

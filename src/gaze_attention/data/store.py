@@ -121,14 +121,14 @@ class FrameStore:
     @classmethod
     def for_clip_folder(cls, folder: str | os.PathLike) -> tuple[FrameStore, str]:
         """The store and clip name of one clip folder: PREPARED/images_rgb/<clip> or RAWFRAMES/<clip>."""
-        folder = Path(folder)
-        if folder.parent.name == "images_rgb":
-            return cls(folder.parent.parent), folder.name
-        if (folder / RAWFRAMES_RGB.format(1)).is_file():
-            return cls(folder.parent), folder.name
+        real = Path(folder).resolve()
+        if real.parent.name == "images_rgb":
+            return cls(real.parent.parent), real.name
+        if (real / RAWFRAMES_RGB.format(1)).is_file():
+            return cls(real.parent), real.name
         raise FileNotFoundError(
-            f"{folder}: not a prepared clip folder (expected PREPARED/images_rgb/<clip>/0001.jpg or a "
-            "rawframes folder <clip>/img_00001.jpg)"
+            f"{folder} is a folder, not a video file nor a prepared clip folder (expected "
+            "PREPARED/images_rgb/<clip>/0001.jpg, ... or a rawframes folder <clip>/img_00001.jpg, ...)"
         )
 
     def describe_clip(self, clip: str) -> str:

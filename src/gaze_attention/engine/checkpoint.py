@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import random
 import re
@@ -29,9 +30,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gaze_attention import fsio
 from gaze_attention.engine.config import TrainConfig
 from gaze_attention.engine.train_state import (  # noqa: F401  (CheckpointError, read_state: re-exported)
     FORMAT,
@@ -114,16 +117,20 @@ def restore_rng(state: dict[str, Any], device: torch.device | None = None) -> No
 # ----------------------------------------------------------------------------- writing
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, shown: Path) -> None:
+    """safetensors by path, into a fresh temp file (fsio): normal file mode, no link followed."""
+    with fsio.atomic_path(path, parents=False, shown_as=shown) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        except Exception as exc:  # safetensors' own error type, e.g. on a full disk
+            raise _os_error(exc, shown) from exc
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=True)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """Strict JSON. A top-level infinite float (best_score before any validation) is left out:
+    readers default it; nested non-finite values become null."""
+    kept = {k: v for k, v in state.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    fsio.write_json(path, kept, parents=False)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -186,21 +193,13 @@ def write_checkpoint(
     tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        try:
-            save_file(weights, str(tmp / MODEL_FILE), metadata={"format": FORMAT})
-        except Exception as exc:  # safetensors' own error type, e.g. on a full disk
-            raise _os_error(exc, folder / MODEL_FILE) from exc
-        _fsync_file(tmp / MODEL_FILE)
+        _save_tensors(weights, tmp / MODEL_FILE, folder / MODEL_FILE)
         state = dict(state, format=FORMAT, version=VERSION)
         if optimizer is not None:
             tensors, meta = optimizer_parts(optimizer)
-            try:
-                save_file(tensors, str(tmp / OPTIM_FILE), metadata={"format": FORMAT})
-            except Exception as exc:
-                raise _os_error(exc, folder / OPTIM_FILE) from exc
-            _fsync_file(tmp / OPTIM_FILE)
+            _save_tensors(tensors, tmp / OPTIM_FILE, folder / OPTIM_FILE)
             state["optimizer"] = meta
-        _write_json(tmp / STATE_FILE, state)
+        _write_state(tmp / STATE_FILE, state)
         if folder.exists():
             _discard(folder)
         os.replace(tmp, folder)
@@ -214,7 +213,10 @@ def _discard(folder: Path) -> None:
     """Delete a checkpoint so that no half-deleted folder is ever visible under its name."""
     trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
     os.replace(folder, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    if trash.is_symlink():  # a planted link: remove the link, never what it points to
+        trash.unlink()
+    else:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def clean_partial(ckpt_dir: str | os.PathLike) -> None:
@@ -223,7 +225,10 @@ def clean_partial(ckpt_dir: str | os.PathLike) -> None:
     if ckpt_dir.is_dir():
         for p in ckpt_dir.iterdir():
             if p.name.startswith((".tmp-", ".trash-")):
-                shutil.rmtree(p, ignore_errors=True)
+                if p.is_symlink():
+                    p.unlink()
+                else:
+                    shutil.rmtree(p, ignore_errors=True)
 
 
 def list_checkpoints(ckpt_dir: str | os.PathLike, kind: str = "ckpt") -> list[tuple[int, Path]]:
@@ -282,9 +287,47 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
     raise CheckpointError(f"no checkpoint in {p} (looked for {ckpt_dir}/{{best,ckpt}}-NNNNNNNN/)")
 
 
+# torch dtype -> the code safetensors writes in its header
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def _check_header(path: Path, expected: dict[str, torch.Tensor]) -> None:
+    """Refuse a file whose header gives a tensor another dtype or shape than the model's.
+
+    Read before any data: an F32 tensor relabelled I32 has the same byte size, so it would
+    otherwise load as integers and give absurd logits without a word.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = {name: (fh.get_slice(name).get_dtype(), list(fh.get_slice(name).get_shape()))
+                      for name in fh.keys()}  # noqa: SIM118 - safe_open is not a mapping
+    except Exception as exc:  # safetensors' own error type on a damaged header
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from exc
+    for name, (dtype, shape) in header.items():
+        want = expected.get(name)
+        if want is None:
+            continue  # an unexpected key: the strict load below names all of them
+        want_dtype = _ST_DTYPES.get(want.dtype, str(want.dtype))
+        if dtype != want_dtype:
+            raise CheckpointError(
+                f"{path} does not fit the model: tensor {name} is stored as {dtype}, the model expects {want_dtype}"
+            )
+        if shape != list(want.shape):
+            raise CheckpointError(
+                f"{path} does not fit the model: tensor {name} has shape {shape}, the model expects {list(want.shape)}"
+            )
+
+
 def load_weights(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Load a checkpoint's weights into a model (strict); refuses non-finite weights."""
+    """Load a checkpoint's weights into a model (strict); refuses non-finite weights and
+    tensors whose dtype or shape differs from the model's."""
     path = Path(folder) / MODEL_FILE
+    if path.is_file():
+        _check_header(path, unwrap(model).state_dict())
     try:
         tensors = load_file(str(path))
     except Exception as exc:

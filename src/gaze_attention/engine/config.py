@@ -20,6 +20,25 @@ from typing import Any, get_type_hints
 import yaml
 
 from gaze_attention.constants import ESTIMATORS, OPTIMIZERS, PRECISIONS
+from gaze_attention.fsio import write_text
+
+
+def parse_yaml(text: str, where: str, *, file: bool = False) -> Any:
+    """Plain YAML (safe_load) or one-line ValueError naming `where` (a flag or FILE:line:column).
+
+    Tags such as `!!python/object/apply` are refused by safe_load; the message says so instead of
+    the loader's multi-line report.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None and file else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+            tag = problem.split("tag", 1)[1].strip(" '")
+            problem = f"the tag {tag.replace('tag:yaml.org,2002:', '!!')} is refused (plain YAML values only)"
+        raise ValueError(f"{where}{at}: not valid YAML: {problem}") from None
 
 
 def _model_spec() -> type:
@@ -233,6 +252,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(f"{where} must be an integer, got {value!r}")
         return int(value)
     if base in ("float", "<class 'float'>"):
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string; a number is what the user meant.
+            try:
+                value = float(value.strip())
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where} must be a number, got {value!r}")
         return float(value)
@@ -285,7 +310,7 @@ def apply_overrides(cfg: TrainConfig, overrides: Mapping[str, Any] | Iterable[st
             key, sep, text = item.partition("=")
             if not sep:
                 raise ValueError(f"override {item!r} is not of the form key=value")
-            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+            parsed[key.strip()] = parse_yaml(text, f"--set {item}") if text.strip() else None
         overrides = parsed
     plain = cfg.to_dict()
     for key, value in overrides.items():
@@ -316,22 +341,20 @@ def load_config(
     preset: str | os.PathLike = "paper", overrides: Mapping[str, Any] | Iterable[str] = ()
 ) -> TrainConfig:
     """A training preset (bundled name or YAML path) with overrides applied, validated."""
-    with open(preset_path(os.fspath(preset)), encoding="utf-8") as fh:
-        plain = yaml.safe_load(fh) or {}
+    path = preset_path(os.fspath(preset))
+    with open(path, encoding="utf-8") as fh:
+        plain = parse_yaml(fh.read(), str(path), file=True) or {}
     return TrainConfig.from_dict(plain).with_overrides(overrides).validate()
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False), parents=False)
 
 
 def read_config(path: str | os.PathLike) -> TrainConfig:
     with open(path, encoding="utf-8") as fh:
-        return TrainConfig.from_dict(yaml.safe_load(fh) or {})
+        return TrainConfig.from_dict(parse_yaml(fh.read(), os.fspath(path), file=True) or {})
 
 
 __all__ = [

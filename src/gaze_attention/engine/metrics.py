@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gaze_attention.fsio import atomic_path
+
 
 def confusion_matrix(labels: Sequence[int], preds: Sequence[int], num_classes: int) -> np.ndarray:
     """[C, C] counts, rows = true class, columns = predicted class."""
@@ -130,8 +132,11 @@ def save_confusion_png(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(os.fspath(path))
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # never through a link at PATH; no half-written PNG
+            fig.savefig(os.fspath(tmp), format="png")
+    finally:
+        plt.close(fig)
 
 
 def format_summary(m: dict[str, Any]) -> str:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from gaze_attention import fsio
+
 CHOICES = ("auto", "fp32", "bf16", "fp16")
 CPU_BF16_MARGIN = 1.10  # bf16 must beat fp32 by this factor to be chosen
 
@@ -111,12 +113,7 @@ def _write_cached(key: str, probe: MatmulProbe) -> None:
         if not isinstance(entries, dict):
             entries = {}
         entries[key] = asdict(probe)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{os.getpid()}.probe.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(entries, fh, indent=1)
-        os.replace(tmp, path)
+        fsio.write_json(path, entries)
     except (OSError, ValueError):
         pass
 

@@ -9,6 +9,7 @@ most likely cell per temporal slice is reported with each window, as a timeline.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from gaze_attention.engine.inference import (  # noqa: F401  (re-exported for ex
     run_windows,
     window_starts,
 )
+from gaze_attention.fsio import write_text
 
 
 def _top(logits: torch.Tensor, class_names: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -45,10 +47,16 @@ def _top(logits: torch.Tensor, class_names: Sequence[str], k: int) -> list[dict[
     ]
 
 
+PREDICT_TAKES = ("a video file, or a prepared clip folder PREPARED/images_rgb/<clip> holding 0001.jpg, 0002.jpg, "
+                 "... (the output of `gaze-attention prepare`) or a rawframes folder <clip>/img_00001.jpg, ...")
+
+
 def open_source(path: Path, size: tuple[int, int], crop: int, use_flow: bool) -> tuple[Any, float, tuple[int, int]]:
     """(source, fps, frame size of the source in pixels) of a video file or a prepared clip folder."""
-    if path.is_dir():  # a prepared clip folder, read at its own frame size
+    if path.is_dir():  # a prepared clip folder (ours or rawframes), read at its own frame size
         store, name = FrameStore.for_clip_folder(path)
+        if store.counts(name)[0] == 0:
+            raise FileNotFoundError(f"{path}: a prepared clip folder without frames: predict takes {PREDICT_TAKES}")
         clip = PreparedClip(store, name, crop, use_flow)
         height, width = store.image(store.rgb_path(name, 0)).shape[:2]
         return clip, 24.0, (width, height)
@@ -168,24 +176,23 @@ def predict_video(
 def write_timeline_csv(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """One row per window: times, frames, top-k classes with probabilities, gaze cell and pixel per slice."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     windows = result["windows"]
     k = len(windows[0]["top"]) if windows else 0
     slices = len(windows[0].get("gaze", [])) if windows else 0
     header = ["start_s", "end_s", "start_frame", "end_frame"]
     header += [f"{c}{i}" for i in range(1, k + 1) for c in ("class", "p")]
     header += [f"gaze{t}_{c}" for t in range(slices) for c in ("row", "col", "x", "y")]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(header)
-        for w in windows:
-            row: list[Any] = [f"{w['start_s']:.3f}", f"{w['end_s']:.3f}", w["start_frame"], w["end_frame"]]
-            for t in w["top"]:
-                row += [t["class"], f"{t['probability']:.6f}"]
-            for g in w.get("gaze", []):
-                row += [g["row"], g["col"], f"{g['x']:.1f}", f"{g['y']:.1f}"]
-            out.writerow(row)
-    return path
+    buf = io.StringIO(newline="")
+    out = csv.writer(buf)
+    out.writerow(header)
+    for w in windows:
+        row: list[Any] = [f"{w['start_s']:.3f}", f"{w['end_s']:.3f}", w["start_frame"], w["end_frame"]]
+        for t in w["top"]:
+            row += [t["class"], f"{t['probability']:.6f}"]
+        for g in w.get("gaze", []):
+            row += [g["row"], g["col"], f"{g['x']:.1f}", f"{g['y']:.1f}"]
+        out.writerow(row)
+    return write_text(path, buf.getvalue())
 
 
 def format_prediction(result: dict[str, Any], max_windows: int = 50) -> str:

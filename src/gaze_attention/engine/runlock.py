@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gaze_attention.errors import GazeAttentionError
+from gaze_attention.fsio import LinkRefusedError, dumps_json, open_no_link
 
 LOCK_FILE = "run.lock"
 # What a training run writes into its folder: the only entries --overwrite deletes.
@@ -99,13 +100,24 @@ class RunLock:
         self.release()
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """Open the lock file, never through a link: a planted link would make us write its target."""
+    try:
+        return open_no_link(path, flags, 0o644)
+    except LinkRefusedError as exc:
+        raise RunFolderError(
+            f"{path}: the lock file is a symbolic link (to {os.readlink(path)}); refusing to open it. "
+            "Remove the link (its target is left alone) or choose another --out"
+        ) from exc
+
+
 def _acquire(run_dir: Path) -> RunLock:
     path = run_dir / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "argv": sys.argv}
     for _ in range(20):
         if fcntl is None:
             return _acquire_by_pid(path, me)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -129,7 +141,7 @@ def _acquire(run_dir: Path) -> RunLock:
                 stacklevel=3,
             )
         os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(me) + "\n").encode("utf-8"))
+        os.write(fd, (dumps_json(me, indent=None) + "\n").encode("utf-8"))
         os.fsync(fd)
         return RunLock(path, fd)
     raise RunFolderError(f"{path}: could not take the lock (it keeps changing hands)")
@@ -139,8 +151,10 @@ def _acquire_by_pid(path: Path, me: dict[str, Any]) -> RunLock:
     """Lock without flock: exclusive creation, a live pid on this host means held."""
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = _open_lock(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
+            if path.is_symlink():
+                _open_lock(path, os.O_RDONLY)  # raises the link's message
             other = _read_info(path)
             pid = other.get("pid")
             if other.get("host") != me["host"] or (isinstance(pid, int) and _pid_alive(pid)):
@@ -155,7 +169,7 @@ def _acquire_by_pid(path: Path, me: dict[str, Any]) -> RunLock:
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(me) + "\n")
+            fh.write(dumps_json(me, indent=None) + "\n")
         return RunLock(path, None)
     raise RunFolderError(f"{path}: could not take the lock")
 

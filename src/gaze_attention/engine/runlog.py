@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import time
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from gaze_attention import fsio
 
 SCALARS = ("loss", "ce", "kl", "do", "flip", "eps", "lr", "grad_norm", "it_per_s")
 
@@ -32,9 +33,8 @@ class StepTerms(NamedTuple):
 
 
 def _append(path: Path, text: str) -> None:
-    """Append to a file of the run folder, never through a link (O_NOFOLLOW)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "a", encoding="utf-8", newline="") as fh:
+    """Append to a file of the run folder, never through a link."""
+    with fsio.open_append(path, newline="") as fh:
         fh.write(text)
 
 
@@ -58,11 +58,7 @@ def truncate_csv(path: Path, start: int) -> None:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     keep = [r for r in rows if int(float(r["iteration"])) <= start]
-    tmp = path.with_name(f".{os.getpid()}.csv.tmp")
-    tmp.unlink(missing_ok=True)
-    text = "".join(_csv_text(r, header=i == 0) for i, r in enumerate(keep))
-    _append(tmp, text)
-    os.replace(tmp, path)
+    fsio.write_text(path, "".join(_csv_text(r, header=i == 0) for i, r in enumerate(keep)), newline="")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from gaze_attention.errors import GazeAttentionError
+from gaze_attention.fsio import atomic_path
 
 PathLike = str | os.PathLike
 
@@ -171,6 +172,7 @@ def save_reference_checkpoint(model: nn.Module, prefix: PathLike) -> dict[str, P
     paths = {}
     for part, tensors in to_reference_state_dicts(model).items():
         path = Path(f"{prefix}_{part}.pt")
-        torch.save({"module." + k: v.detach().cpu() for k, v in tensors.items()}, path)
+        with atomic_path(path) as tmp:
+            torch.save({"module." + k: v.detach().cpu() for k, v in tensors.items()}, tmp)
         paths[part] = path
     return paths

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gaze_attention.fsio import atomic_path
 from gaze_attention.viz.overlay import BACKGROUND, text_image
 
 __all__ = [
@@ -43,9 +44,9 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
               for f in frames]
     duration = max(20, int(round(100.0 / fps)) * 10)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
-                   duration=duration, loop=0, disposal=1)
+    with atomic_path(path) as tmp:  # never through a link at PATH; no half-written file
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=duration, loop=0, disposal=1)
     return path
 
 
@@ -66,9 +67,10 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0, crf: int =
         frames = padded
     rate = Fraction(fps).limit_denominator(1001)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), mode="w") as container:
+    # The temp name ends in .tmp: the container format is named, not guessed from it.
+    container_format = "mov" if path.suffix.lower() == ".mov" else "mp4"
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = we, he
         stream.pix_fmt = "yuv420p"
@@ -88,8 +90,8 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0, crf: int =
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """Write one uint8 image [H, W, 3] as PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path, format="PNG")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
     return path
 
 
