@@ -36,7 +36,6 @@ _WHY = {
     errno.EEXIST: "it already exists",
     errno.ENAMETOOLONG: "the name is too long",
     errno.EIO: "input/output error (a failing disk or network file system)",
-    errno.ELOOP: "it is a symbolic link (not followed)",
 }
 
 
