@@ -66,7 +66,8 @@ def folder_lock(folder: Path, name: str = ".prepare.lock") -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a link planted at the lock's name is refused (ELOOP), never created through.
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -75,17 +76,42 @@ def folder_lock(folder: Path, name: str = ".prepare.lock") -> Iterator[None]:
         os.close(fd)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically, never writing through a link.
+
+    The one writer of prepare's files: a temporary beside `path` made with O_EXCL|O_NOFOLLOW
+    (a link planted at that name is refused, not followed), then renamed over `path` (a link
+    there is replaced, its target untouched). The temporary's name stays within the name limit.
+    """
+    path = Path(path)
+    stem = path.name.encode("utf-8")[:120].decode("utf-8", "ignore")
+    tmp = path.with_name(f".{stem}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except OSError as e:
+        e.filename = str(path)  # the user's file, not our temporary name
+        raise
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        e.filename, e.filename2 = str(path), None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a per-process temporary and rename: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(Path(src).read_bytes())
-    os.replace(tmp, dst)
+    write_atomic(dst, Path(src).read_bytes())
 
 
 def _header_frames(job) -> int | None:
@@ -93,13 +119,14 @@ def _header_frames(job) -> int | None:
     try:
         import av
 
+        from gaze_attention.video import frame_rate
+
         with av.open(job.video) as container:
             stream = container.streams.video[0]
             if stream.frames:
                 return int(stream.frames)
             if stream.duration and stream.time_base:
-                rate = stream.average_rate or stream.guessed_rate or 24
-                return int(float(stream.duration * stream.time_base) * float(rate))
+                return int(float(stream.duration * stream.time_base) * frame_rate(stream))
     except Exception:  # an unreadable video fails later, with its reason, in the run itself
         return None
     return None
@@ -134,10 +161,10 @@ def probe_seconds_per_frame(
     import cv2
 
     from gaze_attention.data.flow import FlowComputer
-    from gaze_attention.data.prepare import decode_video
+    from gaze_attention.video import Video
 
     t0 = time.perf_counter()
-    imgs = decode_video(video, size, 0, 300)
+    imgs = Video(video).read(size, 0, 300, pixel_format="bgr24")
     if len(imgs) < 2:
         raise ValueError(f"{video}: fewer than 2 frames")
     grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in imgs]
@@ -210,4 +237,5 @@ __all__ = [
     "folder_lock",
     "manifest_name",
     "probe_seconds_per_frame",
+    "write_atomic",
 ]
