@@ -33,9 +33,15 @@ def test_a_manifest_link_planted_in_out_is_never_followed(tiny_raw, tmp_path):
     (out / "manifest.jsonl").symlink_to(victim)
     (out / "prepare.json").unlink()
     (out / "prepare.json").symlink_to(victim)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for folder in ("images_rgb", "annotations"):  # the folders clips and lists are written into
+        shutil.rmtree(out / folder)
+        (out / folder).symlink_to(elsewhere, target_is_directory=True)
     r = prepare(tiny_raw, out, flow="none", size=TINY_SIZE, progress=False)
     assert r.ok, r.summary()
-    assert victim.read_text() == "precious\n"
+    assert victim.read_text() == "precious\n" and not any(elsewhere.iterdir())
+    assert (out / "images_rgb").is_dir() and not (out / "images_rgb").is_symlink()
     assert not (out / "manifest.jsonl").is_symlink() and not (out / "prepare.json").is_symlink()
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 9
     assert any("manifest.jsonl was a symbolic link" in w for w in r.warnings)

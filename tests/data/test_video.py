@@ -228,6 +228,13 @@ def test_variable_frame_rate_gives_true_times_and_exact_seeks(vfr):
     np.testing.assert_allclose(reader.timestamps, VFR_TIMES[96:], atol=1e-3)
     for (i, img), ref in zip(got, whole[96:], strict=True):
         assert abs(_red(cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)) - _red(ref)) <= 6, i
+    # visualize's clip carries the same times
+    from gaze_attention.viz.inputs import load_video
+
+    clip = load_video(vfr, crop=32, use_flow=False, size=(W, H), start=96, max_frames=48)
+    assert clip.num_frames == 24
+    np.testing.assert_allclose(clip.times, VFR_TIMES[96:], atol=1e-3)
+    np.testing.assert_allclose(clip.window(4, 2).times, VFR_TIMES[100:102], atol=1e-3)
 
 
 def test_predict_window_times_follow_the_frames_timestamps(vfr):

@@ -79,9 +79,13 @@ class OutputLock:
         self.release()
 
 
+# The folders a run writes into, besides the manifest and settings files.
+OUTPUT_FOLDERS = ("images_rgb", "images_flow", "gaze", "annotations", ".tmp")
+
+
 def unlink_planted_links(out: Path, shard: Shard | None, warn) -> None:
-    """Remove links at the names of the files a run rewrites (the manifest, the settings); never followed."""
-    for name in (manifest_name(shard), SETTINGS_FILE):
+    """Remove links at the names a run writes (manifest, settings, its folders); never followed."""
+    for name in (manifest_name(shard), SETTINGS_FILE, *OUTPUT_FOLDERS):
         path = out / name
         if path.is_symlink():
             warn(f"{path} was a symbolic link (to {os.readlink(path)}); removed it, its target is left alone")
