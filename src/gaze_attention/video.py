@@ -93,24 +93,20 @@ class Video:
             self.fps = frame_rate(stream)
             self.claimed_frames = int(stream.frames or 0)
             self._time_base = stream.time_base
+            start = stream.start_time
             pts = self._demux_pts(container, stream)
         with _open(self.path) as container:
-            stream = _video_stream(container, self.path)
-            first = self._first_frame(container, stream)
-        self._start_pts = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
-        self.rotation = 90 * _quarter_turns(first.rotation or 0)
-        if first.rotation and first.rotation % 90:
-            self.notes.append(
-                f"{self.path}: display rotation {first.rotation} degrees rounded to {self.rotation}"
-            )
+            first = self._first_frame(container, _video_stream(container, self.path))
+            rotation, w, h = first.rotation or 0, first.width, first.height
+        self._start_pts = start if start is not None else (pts[0] if pts else 0)
+        self.rotation = 90 * _quarter_turns(rotation)
+        if rotation % 90:
+            self.notes.append(f"{self.path}: display rotation {rotation:g} degrees rounded to {self.rotation}")
         elif self.rotation:
+            upright = f", {h}x{w} instead of the stored {w}x{h}" if self.rotation % 180 else ""
             self.notes.append(
-                f"{self.path}: its rotation metadata ({first.rotation:g} degrees) is applied: frames are "
-                f"read upright, {first.height}x{first.width} instead of the stored {first.width}x{first.height}"
-                if self.rotation % 180
-                else f"{self.path}: its rotation metadata ({first.rotation:g} degrees) is applied: frames are read upright"
+                f"{self.path}: its rotation metadata ({rotation:g} degrees) is applied: frames are read upright{upright}"
             )
-        w, h = first.width, first.height
         self.width, self.height = (h, w) if self.rotation % 180 else (w, h)
         self._pts = pts  # presentation order; None: the container gives no timestamps
         if pts is not None and self.claimed_frames > len(pts):
