@@ -170,7 +170,16 @@ class Video:
 
     def index_at(self, seconds: float) -> int:
         """The frame shown at `seconds` (from the stream's start): the last one starting at or before it."""
-        return int(max(0, np.searchsorted(self.timestamps, seconds + 1e-9, side="right") - 1))
+        return int(self.indices_at(np.asarray([seconds]))[0])
+
+    def indices_at(self, seconds: np.ndarray) -> np.ndarray:
+        """`index_at` for many times at once, e.g. time-stamped gaze samples: int64 [N] from [N] seconds.
+
+        Times before the first frame map to frame 0; after the last, to the last frame (check
+        `end_time(num_frames - 1)` to drop samples past the video).
+        """
+        idx = np.searchsorted(self.timestamps, np.asarray(seconds, np.float64) + 1e-9, side="right") - 1
+        return np.clip(idx, 0, max(self.num_frames - 1, 0)).astype(np.int64)
 
     def end_time(self, index: int) -> float:
         """When frame `index` stops being shown: the next frame's time, or the last plus one nominal frame."""

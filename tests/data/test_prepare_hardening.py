@@ -75,6 +75,8 @@ def test_shards_run_together_but_a_whole_run_waits_for_none_of_them(tiny_raw, tm
             prepare(tiny_raw, out, flow="none", size=TINY_SIZE, progress=False, shard="1/2")
     finally:
         other.release()
+    assert prepare(tiny_raw, out, flow="none", size=TINY_SIZE, progress=False).ok  # once no shard runs
+    assert not (out / ".locks").exists() and not (out / "run.lock").exists()
 
 
 def test_a_full_disk_names_the_file_and_still_prints_the_summary(tiny_raw, tmp_path, monkeypatch, capsys):

@@ -220,6 +220,10 @@ def test_variable_frame_rate_gives_true_times_and_exact_seeks(vfr):
     assert video.num_frames == 120
     np.testing.assert_allclose(video.timestamps, VFR_TIMES, atol=1e-3)
     assert video.index_at(3.6) == 72 and video.index_at(3.59) == 71 and video.index_at(0.5) == 25
+    # time-stamped samples (gaze at 30 Hz, say) to frames
+    np.testing.assert_array_equal(video.indices_at(np.array([-1.0, 0.0, 0.03, 1.19, 1.3, 99.0])),
+                                  [0, 0, 1, 59, 60, 119])  # fmt: skip
+    assert video.end_time(119) == pytest.approx(VFR_TIMES[-1] + 1 / video.fps)
     whole = video.read()
     # visualize --start 96 --max-frames 48: frames 96.. from the right place, all 24 of them
     reader = VideoReader(vfr, (W, H), start=96, max_frames=48)

@@ -44,6 +44,8 @@ class OutputLock:
                 others = [out] if shard is not None else sorted((out / LOCKS).glob("shard-*-of-*"))
                 for other in others:
                     self._take(other).release()  # held by a running run: refused
+                    if other != out:  # a killed shard's lock folder, now free
+                        _rmdirs(other, out / LOCKS)
             except BaseException:
                 self.release()
                 raise
@@ -66,11 +68,7 @@ class OutputLock:
             self._lock.release()
             self._lock = None
             if self.shard is not None:  # the empty lock folders of a shard run
-                for d in (self.out / LOCKS / f"shard-{self.shard.index}-of-{self.shard.count}", self.out / LOCKS):
-                    try:
-                        d.rmdir()
-                    except OSError:
-                        break
+                _rmdirs(self.out / LOCKS / f"shard-{self.shard.index}-of-{self.shard.count}", self.out / LOCKS)
 
     def __enter__(self) -> OutputLock:
         return self
@@ -81,6 +79,15 @@ class OutputLock:
 
 # The folders a run writes into, besides the manifest and settings files.
 OUTPUT_FOLDERS = ("images_rgb", "images_flow", "gaze", "annotations", ".tmp")
+
+
+def _rmdirs(*folders: Path) -> None:
+    """Remove these folders in order while they are empty (another run may be using them)."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def unlink_planted_links(out: Path, shard: Shard | None, warn) -> None:

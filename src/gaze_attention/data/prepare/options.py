@@ -35,7 +35,7 @@ class PrepareOptions:
     annotations: str | Path | None = None
     allow_missing_gaze: bool = False
     progress: bool = True
-    shard: Shard | None = None
+    shard: Shard | str | None = None  # "I/N" is parsed into a Shard
     flow_device: str = "auto"
     estimate: bool = False
 
