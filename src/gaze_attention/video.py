@@ -73,13 +73,15 @@ def _quarter_turns(rotation: float) -> int:
 class Video:
     """A video file opened for decoding: geometry, rate, per-frame timestamps, notes.
 
-    Opening demuxes the whole file once (no decoding, about a second for an hour of video) to
+    Opening demuxes the whole file once (no decoding: 0.16 s for 3000 frames on the 2-core
+    development machine, so seconds for an hour of video) to
     learn every frame's pts, and decodes the first frame to learn the rotation.
 
     width, height: upright size in pixels; rotation: degrees counter-clockwise applied to the
     stored frames (0, 90, 180 or 270); fps: nominal rate; num_frames: frames that decode;
     claimed_frames: what the container says (0: nothing); timestamps: [num_frames] seconds
-    from the stream's start_time; start_time: that start in seconds; notes: one line per
+    from the stream's start; start_time: that start in the container's clock, in seconds
+    (frame times are counted from it, so the first frame is at 0); notes: one line per
     thing worth telling (truncated, rotated), for the caller to print or collect.
     """
 
@@ -99,6 +101,7 @@ class Video:
             first = self._first_frame(container, _video_stream(container, self.path))
             rotation, w, h = first.rotation or 0, first.width, first.height
         self._start_pts = start if start is not None else (pts[0] if pts else 0)
+        self.start_time = float(self._start_pts * self._time_base) if self._time_base is not None else 0.0
         self.rotation = 90 * _quarter_turns(rotation)
         if rotation % 90:
             self.notes.append(f"{self.path}: display rotation {rotation:g} degrees rounded to {self.rotation}")

@@ -105,7 +105,7 @@ def test_a_stream_that_starts_late_gives_the_same_frames_in_prepare_and_predict(
         s = c.streams.video[0]
         assert s.start_time and float(s.start_time * s.time_base) == pytest.approx(1.0)
     video = Video(path)
-    assert video.num_frames == 30 and video.timestamps[0] == 0.0
+    assert video.num_frames == 30 and video.timestamps[0] == 0.0 and video.start_time == pytest.approx(1.0)
     np.testing.assert_allclose(video.timestamps, np.arange(30) * 0.04, atol=1e-6)
     whole = decode_video(path, (W, H))  # BGR
     part = decode_video(path, (W, H), 11, 20)  # prepare's seek (session frames around a clip)
