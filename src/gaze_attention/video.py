@@ -73,9 +73,9 @@ def _quarter_turns(rotation: float) -> int:
 class Video:
     """A video file opened for decoding: geometry, rate, per-frame timestamps, notes.
 
-    Opening demuxes the whole file once (no decoding: 0.16 s for 3000 frames on the 2-core
-    development machine, so seconds for an hour of video) to
-    learn every frame's pts, and decodes the first frame to learn the rotation.
+    Opening demuxes the whole file once to learn every frame's pts (no decoding: 0.16 s for
+    3000 frames on the 2-core development machine, so seconds for an hour of video) and
+    decodes the first frame to learn the rotation.
 
     width, height: upright size in pixels; rotation: degrees counter-clockwise applied to the
     stored frames (0, 90, 180 or 270); fps: nominal rate; num_frames: frames that decode;
