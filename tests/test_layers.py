@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gaze_attention"
 PKG = "gaze_attention"
 
 LAYERS = [
-    {"constants", "errors", "fsio"},  # leaves: the standard library only
+    {"constants", "errors", "fsio", "runlock", "video"},  # leaves: the standard library (video: PyAV)
     {"data", "estimators"},  # data: torch-free except dataset / transforms / tvl1
     {"models"},
     {"losses", "bias"},  # the training objective and the estimator study, over a model's heads

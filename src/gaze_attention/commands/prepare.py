@@ -97,20 +97,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gaze_attention.data.egtea import AnnotationError
-    from gaze_attention.data.prepare import PrepareError, prepare
+    from gaze_attention.data.prepare import PrepareError, PrepareOptions, prepare
 
     if not os.path.isdir(args.raw_dir):
         return error(f"RAW_DIR {args.raw_dir}: no such folder (the unpacked EGTEA release or your recordings)")
     if args.annotations is not None and not os.path.isdir(args.annotations):
         return error(f"--annotations {args.annotations}: no such folder")
     try:
-        result = prepare(
-            args.raw_dir,
-            args.out_dir,
+        options = PrepareOptions(
             splits=args.splits,
             flow=args.flow,
             size=args.size,
-            workers=max(1, args.workers),
+            workers=args.workers,  # 0: the main process, as 1
             min_frames=args.min_frames,
             jpeg_quality=args.jpeg_quality,
             annotations=args.annotations,
@@ -120,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
             flow_device=args.device,
             estimate=True,
         )
+        result = prepare(args.raw_dir, args.out_dir, options=options)
     except (PrepareError, AnnotationError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(result.summary(), file=sys.stderr if result.failed else sys.stdout)
+    print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1

@@ -11,6 +11,13 @@ import argparse
 from gaze_attention.commands._args import add_deprecated_alias, error, frame_size, positive_int
 
 
+def _at_least_two(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
+
+
 def _pair(text: str, sep: str) -> tuple[int, int]:
     try:
         a, b = (int(v) for v in text.lower().split(sep))
@@ -46,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distractors", type=int, default=2, metavar="N", help="moving objects besides the held one"
     )
-    parser.add_argument("--sessions", type=positive_int, default=4, metavar="N", help="recordings (gaze files)")
+    parser.add_argument(
+        "--sessions", type=_at_least_two, default=4, metavar="N",
+        help="recordings (gaze files), at least 2: one per BeGaze layout (7 and 26 columns)",
+    )  # fmt: skip
     parser.add_argument("--session-videos", action="store_true", help="also write full session videos")
 
 

@@ -67,13 +67,20 @@ def folder_lock(folder: Path, name: str = ".prepare.lock") -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a link planted at the lock's name is refused (ELOOP), never created through.
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically, never writing through a link: the one writer of
+    prepare's files (`gaze_attention.fsio`; messages name `path`, not the temporary)."""
+    fsio.write_bytes(path, data, parents=False)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -91,13 +98,14 @@ def _header_frames(job) -> int | None:
     try:
         import av
 
+        from gaze_attention.video import frame_rate
+
         with av.open(job.video) as container:
             stream = container.streams.video[0]
             if stream.frames:
                 return int(stream.frames)
             if stream.duration and stream.time_base:
-                rate = stream.average_rate or stream.guessed_rate or 24
-                return int(float(stream.duration * stream.time_base) * float(rate))
+                return int(float(stream.duration * stream.time_base) * frame_rate(stream))
     except Exception:  # an unreadable video fails later, with its reason, in the run itself
         return None
     return None
@@ -132,10 +140,10 @@ def probe_seconds_per_frame(
     import cv2
 
     from gaze_attention.data.flow import FlowComputer
-    from gaze_attention.data.prepare import decode_video
+    from gaze_attention.video import Video
 
     t0 = time.perf_counter()
-    imgs = decode_video(video, size, 0, 300)
+    imgs = Video(video).read(size, 0, 300, pixel_format="bgr24")
     if len(imgs) < 2:
         raise ValueError(f"{video}: fewer than 2 frames")
     grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in imgs]
@@ -208,4 +216,5 @@ __all__ = [
     "folder_lock",
     "manifest_name",
     "probe_seconds_per_frame",
+    "write_atomic",
 ]

@@ -388,7 +388,8 @@ def make_synthetic_raw(
     num_classes = len(pairs)
     verbs_in_use = max(v for v, _ in pairs) + 1
     nouns_in_use = max(n for _, n in pairs) + 1
-    sessions = max(2, sessions)
+    if sessions < 2:
+        raise ValueError(f"sessions must be at least 2 (one per BeGaze layout the set exercises), got {sessions}")
     session_names = [
         f"P{i // len(RECIPES) + 1:02d}-R{i % len(RECIPES) + 1:02d}-{RECIPES[i % len(RECIPES)]}"
         for i in range(sessions)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -306,76 +307,52 @@ class PreparedClip:
             yield self.window(s, frames)
 
 
-def _fps(stream: Any) -> float:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    fps = float(rate) if rate else 0.0
-    return fps if fps > 0 else 24.0
-
-
 class VideoReader:
     """A video file that PyAV opens (mp4, mkv, avi, webm, GIF, ...), read as a stream.
 
-    Frames are resized to `size` = (w, h) with PyAV's area filter, as `prepare` does. Only
-    the frames of the windows in flight are held; `start` seeks to the keyframe before it.
-    Optical flow (8-bit, the `prepare` convention: flow i is frame i -> i+1, the last repeats
-    the one before) is computed on the fly between consecutive resized frames.
+    A thin user of `gaze_attention.video.Video`, the decoder `prepare` uses: the same frame
+    indices and times (from each frame's pts), upright frames, the count of frames that decode.
+    Frames are resized to `size` = (w, h) with PyAV's area filter, as `prepare` does. Only the
+    frames of the windows in flight are held; `start` seeks to the keyframe before it. Optical
+    flow (8-bit, the `prepare` convention: flow i is frame i -> i+1, the last repeats the one
+    before) is computed on the fly between consecutive resized frames. What the decoder notes
+    (a truncated file, rotation applied) is told once, as a `VideoWarning`.
     """
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int] = PREPARED_SIZE, start: int = 0,
                  max_frames: int | None = None) -> None:  # fmt: skip
-        import av
+        from gaze_attention.video import Video, VideoWarning
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"video not found: {self.path}")
         if start < 0:
             raise ValueError(f"start frame must be >= 0, got {start}")
+        self.video = Video(self.path)
+        for note in self.video.notes:
+            warnings.warn(note, VideoWarning, stacklevel=2)
         self.size, self.start, self.max_frames = size, start, max_frames
-        try:
-            with av.open(str(self.path)) as container:
-                if not container.streams.video:
-                    raise ValueError(f"{self.path}: no video stream")
-                stream = container.streams.video[0]
-                self.width, self.height = stream.codec_context.width, stream.codec_context.height
-                self.fps = _fps(stream)
-                # Counting packets demuxes without decoding: seconds for an hour of video.
-                total = stream.frames or sum(1 for p in container.demux(stream) if p.size)
-        except av.error.FFmpegError as exc:
-            raise ValueError(f"{self.path}: PyAV cannot read it ({exc})") from None
-        self.total_frames = int(total)
+        self.width, self.height = self.video.width, self.video.height
+        self.fps = self.video.fps
+        self.total_frames = self.video.num_frames
         n = max(0, self.total_frames - start)
         self.num_frames = n if max_frames is None else min(n, max_frames)
         if self.num_frames < 1:
             raise ValueError(f"{self.path}: no frames from frame {start} (it has {self.total_frames})")
+        # [num_frames] seconds of each frame read (index from `start`), from the stream's pts.
+        self.timestamps = self.video.timestamps[start : start + self.num_frames]
 
     @property
     def name(self) -> str:
         return self.path.stem
 
+    def end_time(self, index: int) -> float:
+        """When frame `index` (from `start`) stops being shown, in seconds."""
+        return self.video.end_time(self.start + index)
+
     def frames(self, extra: int = 0) -> Iterator[tuple[int, np.ndarray]]:
         """(index from `start`, RGB uint8 [h, w, 3] at `size`) for the range and `extra` frames after it."""
-        import av
-
-        w, h = self.size
-        limit = self.num_frames + extra
-        with av.open(str(self.path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            tb, t0 = stream.time_base, stream.start_time or 0
-            seeked = self.start > 0 and tb is not None
-            if seeked:
-                container.seek(int(self.start / self.fps / tb) + t0, stream=stream, backward=True)
-            index = -1
-            for frame in container.decode(stream):
-                if seeked and frame.pts is not None:
-                    index = round(float((frame.pts - t0) * tb) * self.fps)
-                else:
-                    index += 1
-                if index < self.start:
-                    continue
-                if index - self.start >= limit:
-                    break
-                yield index - self.start, frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+        stop = self.start + self.num_frames + extra
+        for frame in self.video.frames(self.size, self.start, stop):
+            yield frame.index - self.start, frame.image
 
     def model_frames(self, crop: int, flow: str | None) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         """(index, cropped rgb uint8 [c, c, 3], cropped flow uint8 [c, c, 2] or None), one frame at a time."""

@@ -110,7 +110,10 @@ def predict_video(
     if isinstance(source, VideoReader):
         windows = source.windows(starts, cfg.frames, cfg.crop, flow if cfg.use_flow else None)
         frame_w, frame_h = size
+        # Times from the frames' own timestamps: right for variable-frame-rate video too.
+        start_s, end_s = (lambda i: float(source.timestamps[i])), source.end_time
     else:
+        start_s, end_s = (lambda i: i / fps), (lambda i: (i + 1) / fps)
         windows = source.windows(starts, cfg.frames)
         frame_w, frame_h = width0, height0
     geometry = CenterCrop(frame_h, frame_w, cfg.crop)
@@ -132,8 +135,8 @@ def predict_video(
             entry: dict[str, Any] = {
                 "start_frame": out.start,
                 "end_frame": end,
-                "start_s": out.start / fps,
-                "end_s": (end + 1) / fps,
+                "start_s": start_s(out.start),
+                "end_s": end_s(end),
                 "top": _top(out.logits, class_names, k),
             }
             if out.gaze_logits is not None:

@@ -32,7 +32,8 @@ class Clip:
 
     rgb: [3, L, H, W] in [-1, 1]; flow: [2, L, H, W] in [-1, 1] or None;
     gaze_point: [L, 2] recorded fixation (x, y normalised to the crop, nan = none) or None;
-    label: 0-based class or None.
+    label: 0-based class or None; times: [L] seconds of each frame in its video, from the
+    frames' own timestamps (variable frame rate included), or None: frame i at i / fps.
     """
 
     rgb: torch.Tensor
@@ -41,6 +42,7 @@ class Clip:
     label: int | None = None
     name: str = ""
     fps: float = 24.0
+    times: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -72,6 +74,7 @@ class Clip:
             label=self.label,
             name=self.name,
             fps=self.fps,
+            times=None if self.times is None else self.times[start:end],
         )
 
 
@@ -86,9 +89,10 @@ def load_video(
 ) -> Clip:
     """Decode a video file into a Clip: resize to `size` (W, H), centre crop `crop`.
 
-    The same reader as `predict` (`engine.inference.VideoReader`): PyAV's area resize as
-    `prepare` does, seeking to `start`; flow (when `use_flow`) between consecutive resized
-    frames, DIS standing in for the slower TV-L1 of prepared data.
+    The same reader as `predict` (`engine.inference.VideoReader`, over `gaze_attention.video`):
+    PyAV's area resize as `prepare` does, upright, seeking exactly to frame `start`; flow (when
+    `use_flow`) between consecutive resized frames, DIS standing in for the slower TV-L1 of
+    prepared data. The clip's `times` are the frames' own timestamps.
     """
     from gaze_attention.engine.inference import VideoReader
 
@@ -103,6 +107,7 @@ def load_video(
         flow=None if flow is None else to_unit_range(flow),
         name=reader.name,
         fps=reader.fps,
+        times=np.asarray(reader.timestamps[: len(frames)], np.float64),
     )
 
 
