@@ -14,7 +14,9 @@ from gaze_attention.data.sources.aria import (
     read_calibration,
 )
 
-PARAMS = [1220.0, 1430.0, 1410.0, 0.40, -0.48, 0.09, 1.1, -1.6, 0.55, 2e-4, -3e-4, 1e-3, -2e-4, 6e-4, 1e-4]
+# Distortion of the size of a real Aria RGB calibration, tangential and thin-prism terms made
+# larger so that each moves the pixels by more than the tolerance.
+PARAMS = [1220.0, 1430.0, 1410.0, 0.40, -0.48, 0.09, 1.1, -1.6, 0.55, 4e-3, -5e-3, 6e-3, -4e-3, 5e-3, 3e-3]
 
 
 def _calibration(build="DVT-S", params=PARAMS, quat=(0.94, 0.33, 0.01, 0.02), trans=(-0.004, -0.012, -0.005)):
@@ -88,7 +90,7 @@ def test_projection_matches_projectaria_tools(tmp_path, build, size):
         p = mps.get_eyegaze_point_at_depth(float(yaw[i]), float(pitch[i]), float(depth[i] or 1.0))
         uv = ref.project_no_checks(t_cam_cpf @ p.ravel())
         worst = max(worst, abs(x[i] * size[0] - 0.5 - uv[0]), abs(y[i] * size[1] - 0.5 - uv[1]))
-    assert worst < 0.5, worst
+    assert worst < 0.01, worst  # the issue asks for 0.5 px; double precision gives far less
 
 
 def test_rotation_matches_projectaria_tools_rotated_calibration():

@@ -76,6 +76,8 @@ def test_frame_ranges_follow_pts_on_variable_rate_video(tmp_path):
 def test_extension_follows_prepares_rule():
     src, note = extend_range(10, 14, 10, 100)  # 4 frames -> 10: 3 before, 3 after from the video
     assert src.tolist() == list(range(7, 17)) and note["method"] == "session" and note["before"] == 3
+    src, note = extend_range(10, 15, 10, 100)  # 5 missing: 2 before, 3 after
+    assert src.tolist() == list(range(8, 18)) and (note["before"], note["after"]) == (2, 3)
     src, note = extend_range(1, 5, 10, 100)  # only 1 frame before exists
     assert src.tolist() == list(range(0, 10)) and note["before"] == 1 and note["after"] == 5
     src, note = extend_range(95, 99, 10, 100)  # 1 frame after exists, the rest repeats the last

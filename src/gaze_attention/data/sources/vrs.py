@@ -29,10 +29,10 @@ def _provider(path: Path):
 
 def rgb_frame_times(path: str | Path) -> np.ndarray:
     """[F] device-clock capture time in seconds of every RGB frame (the clock of MPS gaze)."""
+    path = Path(path)
+    provider = _provider(path)  # first: it names a missing projectaria_tools
     from projectaria_tools.core.stream_id import StreamId
 
-    path = Path(path)
-    provider = _provider(path)
     sid = StreamId(RGB_STREAM)
     n = provider.get_num_data(sid)
     t = [provider.get_image_data_by_index(sid, i)[1].capture_timestamp_ns for i in range(n)]
@@ -41,10 +41,10 @@ def rgb_frame_times(path: str | Path) -> np.ndarray:
 
 def read_rgb_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
     """(device time in seconds, RGB uint8 [H, W, 3] in sensor orientation) of each RGB frame."""
+    path = Path(path)
+    provider = _provider(path)  # first: it names a missing projectaria_tools
     from projectaria_tools.core.stream_id import StreamId
 
-    path = Path(path)
-    provider = _provider(path)
     sid = StreamId(RGB_STREAM)
     for i in range(provider.get_num_data(sid)):
         image, record = provider.get_image_data_by_index(sid, i)
@@ -53,10 +53,10 @@ def read_rgb_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
 
 def rgb_camera(path: str | Path) -> AriaCamera:
     """The RGB camera (at the stream's image size) and T_device_cpf from the .vrs calibration."""
+    path = Path(path)
+    provider = _provider(path)  # first: it names a missing projectaria_tools
     from projectaria_tools.core.stream_id import StreamId
 
-    path = Path(path)
-    provider = _provider(path)
     calib = provider.get_device_calibration()
     cam = calib.get_camera_calib("camera-rgb")
     if cam is None:
