@@ -130,3 +130,15 @@ def test_bad_input_is_one_line_naming_file_and_line(tmp_path, lines, needle):
     msg = str(e.value)
     assert isinstance(e.value, GazeFormatError) and "\n" not in msg
     assert msg.startswith(str(p)) and needle in msg, msg
+
+
+def test_egoexo4d_take_frame_times_come_from_timesync(tmp_path):
+    from gaze_attention.data.sources.egoexo4d import take_frame_times
+
+    rows = ["cam01_capture_timestamp_ns,aria01_214-1_capture_timestamp_ns"]
+    rows += [f"{i},{1_000_000_000 + i * 33_333_333}" for i in range(10)]
+    p = _write(tmp_path / "timesync.csv", rows)
+    t = take_frame_times(p, 2, 7)
+    np.testing.assert_allclose(t, 1.0 + np.arange(3, 7) * 0.033333333)
+    with pytest.raises(GazeSourceError, match="no column aria02_214-1_capture_timestamp_ns"):
+        take_frame_times(p, 2, 7, aria="aria02")
