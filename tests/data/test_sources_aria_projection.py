@@ -9,10 +9,12 @@ import pytest
 
 from gaze_attention.data.sources.aria import (
     AriaCamera,
+    camera_from_json,
     gaze_points_cpf,
     project_gaze,
     read_calibration,
 )
+from gaze_attention.data.sources.samples import GazeSourceError
 
 # Distortion of the size of a real Aria RGB calibration, tangential and thin-prism terms made
 # larger so that each moves the pixels by more than the tolerance.
@@ -20,7 +22,7 @@ PARAMS = [1220.0, 1430.0, 1410.0, 0.40, -0.48, 0.09, 1.1, -1.6, 0.55, 4e-3, -5e-
 
 
 def _calibration(build="DVT-S", params=PARAMS, quat=(0.94, 0.33, 0.01, 0.02), trans=(-0.004, -0.012, -0.005)):
-    q = np.array(quat) / np.linalg.norm(quat)
+    q = [float(v) for v in np.array(quat) / np.linalg.norm(quat)]
     cam = lambda label, p, qq, t: {  # noqa: E731
         "Label": label, "SerialNumber": "0", "Projection": {"Name": "FisheyeRadTanThinPrism", "Params": list(p)},
         "T_Device_Camera": {"Translation": list(t), "UnitQuaternion": [qq[0], list(qq[1:])]},
@@ -99,7 +101,7 @@ def test_rotation_matches_projectaria_tools_rotated_calibration():
     dev = pat.device_calibration_from_json_string(json.dumps(doc))
     cam = dev.get_camera_calib("camera-rgb").rescale(np.array([1408, 1408]), 0.5, np.array([32.0, 32.0]))
     rot = pat.rotate_camera_calib_cw90deg(cam)
-    ours = read_calibration_from(doc).for_image(1408, 1408)
+    ours = camera_from_json(doc).for_image(1408, 1408)
     yaw, pitch = np.array([0.2, -0.3, 0.05]), np.array([-0.1, 0.25, 0.3])
     x, y = project_gaze(yaw, pitch, None, ours, rotate="cw90")
     for i in range(3):
@@ -108,7 +110,28 @@ def test_rotation_matches_projectaria_tools_rotated_calibration():
         assert abs(x[i] * 1408 - 0.5 - uv[0]) < 0.5 and abs(y[i] * 1408 - 0.5 - uv[1]) < 0.5
 
 
-def read_calibration_from(doc):
-    from gaze_attention.data.sources.aria import camera_from_json
-
-    return camera_from_json(doc)
+@pytest.mark.parametrize("old_format", [False, True])
+def test_online_calibration_jsonl_line(tmp_path, old_format):
+    doc = _calibration()
+    cams = doc["CameraCalibrations"]
+    line = {"tracking_timestamp_us": 5, "utc_timestamp_ns": 7, "CameraCalibrations": cams, "ImuCalibrations": []}
+    if old_format:  # before June 2023 the lists were Python-style strings
+        line = {"tracking_timestamp_us": "5", "utc_timestamp_ns": "7",
+                "CameraCalibrations": str(cams), "ImuCalibrations": "[]"}  # fmt: skip
+    else:
+        line["ImageSizes"] = [[2880, 2880], [640, 480]]
+    second = dict(line, CameraCalibrations=str(cams) if old_format else [dict(cams[0], Projection={
+        "Name": "FisheyeRadTanThinPrism", "Params": [1000.0] + PARAMS[1:]})] + cams[1:])  # fmt: skip
+    p = tmp_path / "online_calibration.jsonl"
+    p.write_text(json.dumps(line) + "\n\n" + json.dumps(second) + "\n")
+    with pytest.raises(GazeSourceError, match=r"online_calibration.jsonl:1: no DeviceClassInfo.BuildVersion"):
+        read_calibration(p)
+    cam = read_calibration(p, build="DVT-S")
+    ref = camera_from_json(doc)
+    np.testing.assert_allclose(cam.params, ref.params)
+    np.testing.assert_allclose(cam.t_camera_cpf, ref.t_camera_cpf)
+    assert (cam.width, cam.height) == (2880, 2880)
+    if not old_format:
+        assert read_calibration(p, line=3, build="DVT-S").params[0] == 1000.0
+    with pytest.raises(GazeSourceError, match="no calibration at line 2"):
+        read_calibration(p, line=2, build="DVT-S")

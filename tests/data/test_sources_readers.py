@@ -142,3 +142,27 @@ def test_egoexo4d_take_frame_times_come_from_timesync(tmp_path):
     np.testing.assert_allclose(t, 1.0 + np.arange(3, 7) * 0.033333333)
     with pytest.raises(GazeSourceError, match="no column aria02_214-1_capture_timestamp_ns"):
         take_frame_times(p, 2, 7, aria="aria02")
+
+
+def test_aria_file_to_frames_end_to_end(tmp_path):
+    """MPS CSV at 100 Hz -> projected, I-VT labelled -> the per-frame array of a 30 fps VRS."""
+    from gaze_attention.data.sources import classify_fixations, to_frames
+    from gaze_attention.data.sources.aria import AriaCamera
+
+    cam = AriaCamera(np.array([500.0, 703.5, 703.5] + [0.0] * 12), 1408, 1408, np.eye(4), np.eye(4))
+    t_us = 5_000_000 + np.arange(100) * 10_000  # 1 s of gaze
+    yaw = np.where(np.arange(100) < 50, -0.2, 0.2)  # one fixation, a jump, another fixation
+    rows = [f"{t},{a},0.0,0,0,0,0,0,uid" for t, a in zip(t_us, yaw, strict=True)]
+    p = _write(tmp_path / "general_eye_gaze.csv", [ARIA_V2, *rows])
+    samples, summary = classify_fixations(read_gaze(p, camera=cam))
+    assert summary.angular and summary.fixation_samples == 99  # the sample reached by the jump is a saccade
+    assert samples.event[50] == 2
+    frame_times = 5.0 + np.arange(30) / 30  # device time of each RGB frame
+    out = to_frames(samples, frame_times)
+    assert out.shape == (30, 3)
+    x_left = (703.5 + 500 * np.arctan(np.tan(0.2)) * -1 + 0.5) / 1408
+    assert out[2, 0] == pytest.approx(x_left, abs=1e-6) and out[2, 1] == pytest.approx(0.5, abs=1e-6)
+    assert out[25, 0] == pytest.approx(1 - x_left, abs=1e-6)
+    assert (out[:, 2] == 1).sum() >= 28
+    up = to_frames(classify_fixations(read_gaze(p, camera=cam, rotate="cw90"))[0], frame_times)
+    np.testing.assert_allclose(up[2, :2], [1 - out[2, 1], out[2, 0]], atol=1e-6)

@@ -17,7 +17,7 @@ def test_missing_projectaria_tools_is_one_clear_line(tmp_path, monkeypatch):
         rgb_frame_times(tmp_path / "rec.vrs")
     assert str(e.value) == (
         f"{tmp_path / 'rec.vrs'}: reading a .vrs recording needs projectaria_tools; "
-        "install projectaria-tools (pip install 'projectaria-tools>=1.5') to read .vrs files"
+        "install it with pip install 'projectaria-tools>=1.5' (or the package's [aria] extra)"
     )
 
 

@@ -253,11 +253,24 @@ def project_samples(samples: GazeSamples, camera: AriaCamera, *, rotate: str = "
 # ----------------------------------------------------------------------------- calibration
 
 
-def _camera_entry(doc: dict, label: str, where: str) -> dict:
-    for cam in doc.get("CameraCalibrations", []):
+def _cameras(doc: dict, where: str) -> list:
+    cams = doc.get("CameraCalibrations", [])
+    if isinstance(cams, str):
+        # MPS online calibrations before June 2023 hold the list as a Python-style string.
+        fixed = cams.replace("True", "true").replace("False", "false").replace("'", '"')
+        try:
+            cams = json.loads(fixed)
+        except json.JSONDecodeError as e:
+            raise GazeSourceError(f"{where}: CameraCalibrations is not a readable list ({e.msg})") from None
+    return cams
+
+
+def _camera_entry(doc: dict, label: str, where: str) -> tuple[int, dict]:
+    cams = _cameras(doc, where)
+    for i, cam in enumerate(cams):
         if cam.get("Label") == label:
-            return cam
-    labels = [c.get("Label") for c in doc.get("CameraCalibrations", [])]
+            return i, cam
+    labels = [c.get("Label") for c in cams]
     raise GazeSourceError(f"{where}: no camera {label!r} in CameraCalibrations (found {labels})")
 
 
@@ -277,7 +290,7 @@ def camera_from_json(
     (`DeviceClassInfo.BuildVersion` or `build`) and origin sensor
     (`OriginSpecification.ChildLabel` or `origin`, default camera-slam-left).
     """
-    cam = _camera_entry(doc, label, where)
+    index, cam = _camera_entry(doc, label, where)
     try:
         name = cam["Projection"]["Name"]
         params = np.asarray(cam["Projection"]["Params"], dtype=np.float64)
@@ -295,8 +308,14 @@ def camera_from_json(
                 f"{where}: no DeviceClassInfo.BuildVersion; give build='DVT-S' or 'DVT-L' (or t_device_cpf)"
             )
         t_device_cpf = cad_t_device_cpf(build, origin)
-    # projectaria_tools takes the RGB calibration to be of the full 2880 x 2880 sensor.
-    size = int(cam.get("ImageWidth", 2880)), int(cam.get("ImageHeight", 2880))
+    # A device calibration is of the full 2880 x 2880 sensor (projectaria_tools assumes so);
+    # MPS online calibrations since trajectory 1.1.0 give each camera's image size.
+    size = (2880, 2880)
+    if "ImageSizes" in doc:
+        try:
+            size = int(doc["ImageSizes"][index][0]), int(doc["ImageSizes"][index][1])
+        except (IndexError, TypeError, ValueError):
+            raise GazeSourceError(f"{where}: ImageSizes has no [width, height] for camera {index}") from None
     return AriaCamera(params, size[0], size[1], _pose(_quat_to_matrix(qw, qx, qy, qz), tr), np.asarray(t_device_cpf))
 
 

@@ -84,6 +84,10 @@ def classify_fixations(samples: GazeSamples, config: IVTConfig | None = None) ->
     config = config or IVTConfig()
     n = len(samples)
     labelled = samples.labelled
+    angular = samples.yaw is not None and samples.pitch is not None
+    if labelled.all():  # BeGaze, own CSVs with a type column: nothing to detect
+        fix = int((samples.event == FIXATION).sum())
+        return samples, FixationSummary(n, fix, n, angular, config)
     if samples.t is None:
         raise ValueError("I-VT needs time-stamped samples")
     t = np.asarray(samples.t, dtype=np.float64)

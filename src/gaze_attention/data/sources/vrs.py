@@ -11,7 +11,7 @@ from gaze_attention.data.sources.aria import AriaCamera
 from gaze_attention.data.sources.samples import GazeSourceError
 
 RGB_STREAM = "214-1"  # camera-rgb
-INSTALL_HINT = "install projectaria-tools (pip install 'projectaria-tools>=1.5') to read .vrs files"
+INSTALL_HINT = "install it with pip install 'projectaria-tools>=1.5' (or the package's [aria] extra)"
 
 
 def _provider(path: Path):
@@ -62,8 +62,9 @@ def rgb_camera(path: str | Path) -> AriaCamera:
     if cam is None:
         raise GazeSourceError(f"{path}: the recording has no camera-rgb calibration")
     w, h = (int(v) for v in cam.get_image_size())
+    params = cam.get_projection_params() if hasattr(cam, "get_projection_params") else cam.projection_params()
     base = AriaCamera(
-        np.asarray(cam.get_projection_params(), dtype=np.float64).ravel(), w, h,
+        np.asarray(params, dtype=np.float64).ravel(), w, h,
         cam.get_transform_device_camera().to_matrix(), calib.get_transform_device_cpf().to_matrix(),
     )  # fmt: skip
     config = provider.get_image_configuration(StreamId(RGB_STREAM))
