@@ -120,7 +120,6 @@ def test_own_csv_and_begaze_are_detected(tmp_path):
         ([ARIA_V1, "1000,0.1,0.1,1,0,0,0,0", "2000,nan,0.1,1,0,0,0,0"], ":3: yaw_rads_cpf is nan (not a finite number)"),
         ([ARIA_V1, "1000,0.1,,1,0,0,0,0"], ":2: column pitch_rads_cpf is empty"),
         ([EGO4D_HEADER, "0,1,1,0,1,0.5,abc"], ":2: norm_pos_y 'abc' is not a number"),
-        (["frame,x,y", "0,0.5,0.5", "1,0.5"], ":3: 2 fields, expected frame,x,y[,type]"),
     ],
 )
 def test_bad_input_is_one_line_naming_file_and_line(tmp_path, lines, needle):
@@ -166,3 +165,22 @@ def test_aria_file_to_frames_end_to_end(tmp_path):
     assert (out[:, 2] == 1).sum() >= 28
     up = to_frames(classify_fixations(read_gaze(p, camera=cam, rotate="cw90"))[0], frame_times)
     np.testing.assert_allclose(up[2, :2], [1 - out[2, 1], out[2, 0]], atol=1e-6)
+
+
+def test_malformed_rows_of_own_csvs_are_skipped_and_listed_as_today(tmp_path):
+    p = _write(tmp_path / "clip.csv", ["frame,x,y", "0,0.5,0.5", "1,0.5", "2,0.1,0.1"])
+    s = read_gaze(p)
+    assert s.frame.tolist() == [0, 2]
+    assert s.report == f"{p}: 1 malformed row(s) skipped: {p}:3: 2 fields, expected frame,x,y[,type]"
+
+
+def test_utf16_begaze_is_detected(tmp_path):
+    text = "## [BeGaze]\r\nTime Type Trial L R Frame Event\r\n1 SMP 1 640 480 3 Fixation\r\n"
+    p = tmp_path / "s.txt"
+    p.write_bytes(text.encode("utf-16-le"))  # no byte-order mark
+    assert detect_format(p) == "begaze" and read_gaze(p).frame.tolist() == [3]
+
+
+def test_aria_depth_nan_is_unknown_not_an_error(tmp_path):
+    p = _write(tmp_path / "g.csv", [ARIA_V1, "1000,0.1,0.1,nan,0,0,0,0", "2000,0.1,0.1,,0,0,0,0"])
+    assert np.isnan(read_gaze(p).depth_m).all()

@@ -69,10 +69,11 @@ def read_text(path: Path) -> str:
 
 def first_line(path: Path) -> tuple[int, str]:
     """(line number, text) of the first non-empty line, for format detection."""
+    from gaze_attention.data.begaze import _decode_text  # BeGaze exports may be UTF-16
+
     with open(path, "rb") as fh:
         head = fh.read(65536)
-    text = head.decode("utf-8-sig", errors="replace") if not head.startswith((b"\xff\xfe", b"\xfe\xff")) \
-        else head.decode("utf-16", errors="replace")  # fmt: skip
+    text = _decode_text(head[: len(head) // 2 * 2])
     for n, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         if line.strip():
             return n, line.strip()

@@ -85,7 +85,8 @@ def read_aria_eye_gaze(path: str | Path, *, table: Table | None = None) -> GazeS
         yaw = table.floats("yaw_rads_cpf")
     else:
         yaw = combined_yaw(table.floats("left_yaw_rads_cpf"), table.floats("right_yaw_rads_cpf"))
-    depth = table.floats("depth_m", required=False) if table.has("depth_m") else np.full(len(t), np.nan)
+    # An empty, nan or 0 depth is unknown (the gaze point is then put at 1 m); angles must be numbers.
+    depth = table.floats("depth_m", required=False, finite=False) if table.has("depth_m") else np.full(len(t), np.nan)
     n = len(t)
     return GazeSamples(
         x=np.full(n, np.nan), y=np.full(n, np.nan), t=t, yaw=yaw, pitch=pitch, depth_m=depth,

@@ -52,12 +52,14 @@ def _numeric_row(cells: list[str]) -> bool:
 
 
 def _from_raw(raw: begaze.RawSamples, source: str) -> GazeSamples:
-    if raw.malformed:
-        first = raw.malformed_lines[0]
-        raise GazeSourceError(f"{raw.path}:{first[0]}: {first[1]} ({raw.malformed} malformed row(s))")
+    # As `prepare` treats these files today: malformed rows are skipped and listed, not fatal.
+    note = begaze.SessionGaze(
+        raw.path, np.zeros((0, 2), np.float32), np.zeros(0, np.int8),
+        malformed=raw.malformed, malformed_lines=raw.malformed_lines,
+    ).report()  # fmt: skip
     return GazeSamples(
         x=raw.xs, y=raw.ys, frame=raw.frames, event=raw.events.astype(np.int8), source=source,
-        path=raw.path, clock="frame numbers of the file",
+        path=raw.path, clock="frame numbers of the file", report=note,
     )  # fmt: skip
 
 
@@ -75,9 +77,9 @@ def read_gaze(
     clock: Ego4D's timestamp column ("canonical" or "component"). camera: the Aria RGB camera
     (`aria.read_calibration(...).for_image(w, h)`) that projects MPS angles to the image;
     without it Aria samples keep x, y nan (angles only). rotate: "cw90" for Aria gaze in the
-    upright image. image_size: pixel size of Ego-Exo4D's 2-D gaze. Malformed rows are an
-    error naming the file and line (BeGaze and own CSVs too, unlike `prepare`'s EGTEA path,
-    which skips and reports them).
+    upright image. image_size: pixel size of Ego-Exo4D's 2-D gaze. In the Ego4D, Aria and
+    Ego-Exo4D files a malformed row is an error naming the file and line; BeGaze and own CSVs
+    keep today's rule: malformed rows are skipped and listed in `GazeSamples.report`.
     """
     path = Path(path)
     fmt = detect_format(path)

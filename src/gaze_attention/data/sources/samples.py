@@ -44,6 +44,7 @@ class GazeSamples:
     source: str = ""
     path: Path | None = None
     clock: str = ""  # what `t` is measured from, for messages and docs
+    report: str = ""  # rows the reader skipped (BeGaze and own CSVs), '' when none
 
     def __post_init__(self) -> None:
         n = len(self.x)
