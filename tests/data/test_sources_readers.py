@@ -184,3 +184,15 @@ def test_utf16_begaze_is_detected(tmp_path):
 def test_aria_depth_nan_is_unknown_not_an_error(tmp_path):
     p = _write(tmp_path / "g.csv", [ARIA_V1, "1000,0.1,0.1,nan,0,0,0,0", "2000,0.1,0.1,,0,0,0,0"])
     assert np.isnan(read_gaze(p).depth_m).all()
+
+
+def test_ego4d_documented_sample_rows(tmp_path):
+    """The first rows of Ego4D's own sample (its gaze documentation page), empty columns and all."""
+    rows = [
+        "0,0.0,0.0,10583.0,1.0,0.4422956915462719,0.440328527379919,,,,,,,,,,,,,,,,",
+        "0,0.004056999999988875,0.004056999999988875,10583.0,1.0,0.4444741922266343,0.4417514942310474,,,,,,,,,,,,,,,,",
+        "0,0.008062999999992826,0.008062999999992826,10583.0,1.0,0.4420773281770594,0.4421598646375868,,,,,,,,,,,,,,,,",
+    ]
+    s = read_gaze(_write(tmp_path / "uid.csv", [EGO4D_HEADER, *rows], crlf=False))
+    np.testing.assert_allclose(s.t, [0.0, 0.004057, 0.008063], atol=1e-9)
+    np.testing.assert_allclose(s.y, 1 - np.array([0.440328527379919, 0.4417514942310474, 0.4421598646375868]))
