@@ -96,3 +96,12 @@ def test_extension_matches_prepare_where_no_neighbouring_frames_exist(n, min_fra
     _, want, want_note = _extend(frames, min_frames, None, 0, (2, 2))
     got, note = extend_range(0, n, min_frames, n)
     assert got.tolist() == want.tolist() and note == want_note
+
+
+def test_names_are_unique_and_parse_back(tmp_path):
+    p = _write(tmp_path, "a__1_2,0,1,x\na,0,1,y\na__1_2,0,1,z\n")
+    segs = read_segments(p)
+    names = [s.name for s in segs]
+    assert len(set(names)) == 3 and names[2] == "a__1_2__0000000_0001000-2"
+    assert [parse_segment_name(n) for n in names] == [
+        ("a__1_2", "0000000", "0001000"), ("a", "0000000", "0001000"), ("a__1_2", "0000000", "0001000")]

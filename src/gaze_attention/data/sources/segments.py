@@ -41,10 +41,6 @@ class Segment:
     name: str
     frames: bool = False
 
-    @property
-    def where(self) -> str:
-        return f"line {self.line}"
-
 
 def _name(video: str, start: float, end: float, frames: bool) -> str:
     if frames:
