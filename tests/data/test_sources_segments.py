@@ -13,6 +13,7 @@ from gaze_attention.data.sources import (
     read_segments,
     segment_frame_range,
 )
+from gaze_attention.data.sources.segments import parse_segment_name
 
 
 def _write(tmp_path, text, name="labels.csv"):
