@@ -180,6 +180,27 @@ def _decode_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+@dataclass
+class RawSamples:
+    """The samples of one gaze file before they are merged per frame (normalised x, y)."""
+
+    path: Path
+    frames: np.ndarray  # [N] int64 frame of each sample
+    xs: np.ndarray  # [N] float64
+    ys: np.ndarray  # [N] float64
+    events: np.ndarray  # [N] int64 NONE/FIXATION/SACCADE/BLINK
+    declared_samples: int | None = None
+    malformed: int = 0
+    malformed_lines: list[tuple[int, str]] = field(default_factory=list)
+
+    def to_session(self) -> SessionGaze:
+        points, events = aggregate_samples(self.frames, self.xs, self.ys, self.events)
+        return SessionGaze(
+            self.path, points, events, len(self.frames), self.declared_samples,
+            self.malformed, self.malformed_lines,
+        )  # fmt: skip
+
+
 def read_begaze(
     path: str | Path,
     frame_size: tuple[int, int] = FRAME_SIZE,
@@ -191,6 +212,15 @@ def read_begaze(
     `SessionGaze.report()`. Raises `GazeFormatError` naming the file when it has no `Time`
     header line or no parsable row.
     """
+    return read_begaze_samples(path, frame_size, max_reported).to_session()
+
+
+def read_begaze_samples(
+    path: str | Path,
+    frame_size: tuple[int, int] = FRAME_SIZE,
+    max_reported: int = _MAX_REPORTED,
+) -> RawSamples:
+    """The samples of a BeGaze export, not yet merged per frame (see `read_begaze`)."""
     path = Path(path)
     width, height = frame_size
     lines = _decode_text(path.read_bytes()).replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -240,16 +270,10 @@ def read_begaze(
                 else ""
             )
         )
-    points, events = aggregate_samples(np.array(fr), np.array(xs), np.array(ys), np.array(ev))
-    return SessionGaze(
-        path=path,
-        points=points,
-        events=events,
-        num_samples=len(fr),
-        declared_samples=declared,
-        malformed=malformed,
-        malformed_lines=reported,
-    )
+    return RawSamples(
+        path, np.array(fr, dtype=np.int64), np.array(xs, dtype=np.float64),
+        np.array(ys, dtype=np.float64), np.array(ev, dtype=np.int64), declared, malformed, reported,
+    )  # fmt: skip
 
 
 _CSV_EVENTS = {
@@ -266,6 +290,11 @@ def read_gaze_csv(path: str | Path, max_reported: int = _MAX_REPORTED) -> Sessio
     (or 1 | 2 | 3 | 0), fixation when absent. A first line that is not numeric is a header.
     Several rows of one frame are averaged as in `read_begaze`.
     """
+    return read_gaze_csv_samples(path, max_reported).to_session()
+
+
+def read_gaze_csv_samples(path: str | Path, max_reported: int = _MAX_REPORTED) -> RawSamples:
+    """The rows of an own-recording gaze CSV, not yet merged per frame (see `read_gaze_csv`)."""
     path = Path(path)
     fr, xs, ys, ev = [], [], [], []
     malformed = 0
@@ -306,5 +335,7 @@ def read_gaze_csv(path: str | Path, max_reported: int = _MAX_REPORTED) -> Sessio
             ev.append(event)
     if not fr:
         raise GazeFormatError(f"{path}: no parsable gaze rows (expected frame,x,y[,type])")
-    points, events = aggregate_samples(np.array(fr), np.array(xs), np.array(ys), np.array(ev))
-    return SessionGaze(path, points, events, len(fr), None, malformed, reported)
+    return RawSamples(
+        path, np.array(fr, dtype=np.int64), np.array(xs, dtype=np.float64),
+        np.array(ys, dtype=np.float64), np.array(ev, dtype=np.int64), None, malformed, reported,
+    )  # fmt: skip

@@ -1,0 +1,35 @@
+"""Frame presentation times of constant- and variable-rate videos."""
+
+from __future__ import annotations
+
+import fractions
+
+import numpy as np
+import pytest
+
+from gaze_attention.data.sources.video import frame_times
+
+av = pytest.importorskip("av")
+
+
+def _write(path, times_ms):
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.time_base = s.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, ms in enumerate(times_ms):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 37) % 255, np.uint8), format="rgb24")
+            f.pts, f.time_base = ms, fractions.Fraction(1, 1000)
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("times_ms", [[0, 30, 100, 110, 300, 333, 350], [round(i * 40) for i in range(25)]])
+def test_frame_times_are_the_pts_in_display_order(tmp_path, times_ms):
+    p = _write(tmp_path / "v.mp4", times_ms)
+    want = np.array(times_ms) / 1000
+    np.testing.assert_allclose(frame_times(p), want, atol=1e-6)
+    np.testing.assert_allclose(frame_times(p, decode=True), want, atol=1e-6)
