@@ -91,7 +91,7 @@ def test_extension_follows_prepares_rule():
 
 @pytest.mark.parametrize("n, min_frames", [(4, 10), (7, 24), (1, 5)])
 def test_extension_matches_prepare_where_no_neighbouring_frames_exist(n, min_frames):
-    from gaze_attention.data.prepare import _extend
+    from gaze_attention.data.prepare.clip import _extend
 
     frames = [np.full((2, 2, 3), i, np.uint8) for i in range(n)]
     _, want, want_note = _extend(frames, min_frames, None, 0, (2, 2))
