@@ -14,7 +14,7 @@ import pytest
 from gaze_attention.cli import main as cli_main
 from gaze_attention.data.prepare import PrepareError, PrepareOptions, prepare
 from gaze_attention.data.synthetic import make_synthetic_raw
-from gaze_attention.engine.runlock import claim_run_folder
+from gaze_attention.runlock import claim_run_folder
 
 TINY_SIZE = (64, 48)
 

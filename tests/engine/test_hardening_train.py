@@ -271,7 +271,7 @@ def test_a_file_size_limit_during_a_checkpoint_write_is_a_message(prepared, tmp_
 
 @pytest.mark.parametrize("use_flock", [True, False])
 def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(tmp_path, monkeypatch, use_flock):
-    from gaze_attention.engine import runlock
+    from gaze_attention import runlock  # the lock itself (engine.runlock re-exports it)
 
     if not use_flock:
         monkeypatch.setattr(runlock, "fcntl", None)

@@ -92,19 +92,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gaze_attention.data import PreparedData
-    from gaze_attention.engine.checkpoint import (
-        CheckpointError,
-        load_model,
-        load_reference_model,
-        read_state,
-        resolve_checkpoint,
-    )
+    from gaze_attention.engine.checkpoint import load_reference_model, load_run, resolve_checkpoint
     from gaze_attention.engine.distributed import init_distributed, shutdown
     from gaze_attention.engine.evaluate import evaluate
     from gaze_attention.engine.metrics import format_summary
     from gaze_attention.engine.precision import resolve_for_ranks
     from gaze_attention.engine.train import eval_gaze_mode
-    from gaze_attention.models import CheckpointMismatchError
 
     if not Path(args.data).is_dir():
         return error(f"--data {args.data}: no such folder (give the output folder of `gaze-attention prepare`)")
@@ -127,33 +120,19 @@ def run(args: argparse.Namespace) -> int:
             print(choice, file=sys.stderr)
         source: dict[str, object]
         if args.checkpoint:
-            try:
-                folder = resolve_checkpoint(args.checkpoint)
-                model, cfg, names = load_model(folder, device=info.device)
-            except CheckpointError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            folder = resolve_checkpoint(args.checkpoint)
+            model, cfg, names, state = load_run(folder, device=info.device)
             if names != data.classes:
-                print(
-                    f"error: the checkpoint's {len(names)} classes differ from the {data.num_classes} "
-                    f"actions of {args.data}",
-                    file=sys.stderr,
+                return error(
+                    f"the checkpoint's {len(names)} classes differ from the {data.num_classes} actions of {args.data}"
                 )
-                return 2
             gaze_mode = resolve_gaze_mode(args.gaze_mode, eval_gaze_mode(cfg))
-            source = {"checkpoint": str(folder), "iteration": read_state(folder)["iteration"]}
+            source = {"checkpoint": str(folder), "iteration": state.iteration}
         else:
-            try:
-                model = load_reference_model(
-                    args.reference_prefix,
-                    data.num_classes,
-                    preset=args.preset,
-                    device=info.device,
-                    **_model_overrides(args.model_set),
-                )
-            except (FileNotFoundError, ValueError, TypeError, CheckpointMismatchError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+            model = load_reference_model(
+                args.reference_prefix, data.num_classes, preset=args.preset, device=info.device,
+                **_model_overrides(args.model_set),
+            )  # fmt: skip
             gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
             source = {"reference_prefix": args.reference_prefix, "preset": args.preset}
         confusion = args.confusion

@@ -78,13 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gaze_attention.data.egtea import read_index
     from gaze_attention.data.store import FrameGeometry
-    from gaze_attention.engine.checkpoint import CheckpointError, load_reference_model, load_run
+    from gaze_attention.engine.checkpoint import load_reference_model, load_run
     from gaze_attention.engine.distributed import pick_device
     from gaze_attention.engine.precision import resolve_precision
     from gaze_attention.engine.predict import format_prediction, predict_video, write_timeline_csv
     from gaze_attention.engine.train import eval_gaze_mode
     from gaze_attention.engine.train_state import training_geometry, video_inputs
-    from gaze_attention.models import CheckpointMismatchError
 
     if not Path(args.video).exists():
         return error(f"VIDEO {args.video}: no such file (a video, or a prepared clip folder)")
@@ -95,45 +94,40 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     for path in args.timeline:
         if not path.lower().endswith((".csv", ".json")):
-            print(f"error: --timeline {path}: the file must end in .csv or .json", file=sys.stderr)
-            return 2
+            return error(f"--timeline {path}: the file must end in .csv or .json")
     outputs = [("--json", args.json)] if args.json not in (None, "-") else []
     for flag, path in outputs + [("--timeline", p) for p in args.timeline]:
         problem = check_writable(path, flag)
         if problem:  # before the prediction, which would be lost after minutes of work
             return error(problem)
-    try:
-        if args.checkpoint:
-            model, cfg, names, state = load_run(args.checkpoint, device=device)
-            gaze_mode = resolve_gaze_mode(args.gaze_mode, eval_gaze_mode(cfg))
-            geometry, found = training_geometry(state, cfg)
-        else:
-            if not Path(args.class_names).is_file():
-                return error(f"--class-names {args.class_names}: no such file")
-            names = read_index(args.class_names)
-            model = load_reference_model(
-                args.reference_prefix, len(names), preset=args.preset, device=device,
-                **model_overrides(args.model_set),
-            )  # fmt: skip
-            gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
-            # The authors trained on EGTEA at 340x256 (TV-L1 flow, too slow to default to here).
-            geometry, found = FrameGeometry(PREPARED_SIZE), "the paper's EGTEA frames"
-        size, flow, notes = video_inputs(geometry, size=args.size, flow=args.flow, found=found)
-        if Path(args.video).is_file():  # a prepared clip folder is read at its own size, flow from disk
-            for note in notes:
-                print(f"note: {note}", file=sys.stderr)
-        choice = resolve_precision(args.precision, device)  # after every check: errors stay one line
-        args.precision = choice.precision
-        print(choice, file=sys.stderr)
-        result = predict_video(
-            model, args.video, names, flow=flow, size=size, top_k=args.top_k,
-            gaze_mode=gaze_mode, sparse=args.sparse, stride=args.stride, tail=args.tail, seed=args.seed,
-            batch_size=args.batch_size, precision=args.precision,
-            progress=not args.no_progress,
+    if args.checkpoint:
+        model, cfg, names, state = load_run(args.checkpoint, device=device)
+        gaze_mode = resolve_gaze_mode(args.gaze_mode, eval_gaze_mode(cfg))
+        geometry, found = training_geometry(state, cfg)
+    else:
+        if not Path(args.class_names).is_file():
+            return error(f"--class-names {args.class_names}: no such file")
+        names = read_index(args.class_names)
+        model = load_reference_model(
+            args.reference_prefix, len(names), preset=args.preset, device=device,
+            **model_overrides(args.model_set),
         )  # fmt: skip
-    except (CheckpointError, CheckpointMismatchError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        gaze_mode = resolve_gaze_mode(args.gaze_mode, "sample")
+        # The authors trained on EGTEA at 340x256 (TV-L1 flow, too slow to default to here).
+        geometry, found = FrameGeometry(PREPARED_SIZE), "the paper's EGTEA frames"
+    size, flow, notes = video_inputs(geometry, size=args.size, flow=args.flow, found=found)
+    if Path(args.video).is_file():  # a prepared clip folder is read at its own size, flow from disk
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    choice = resolve_precision(args.precision, device)  # after every check: errors stay one line
+    args.precision = choice.precision
+    print(choice, file=sys.stderr)
+    result = predict_video(
+        model, args.video, names, flow=flow, size=size, top_k=args.top_k,
+        gaze_mode=gaze_mode, sparse=args.sparse, stride=args.stride, tail=args.tail, seed=args.seed,
+        batch_size=args.batch_size, precision=args.precision,
+        progress=not args.no_progress,
+    )  # fmt: skip
     if args.json is None:
         print(format_prediction(result))
     elif args.json == "-":

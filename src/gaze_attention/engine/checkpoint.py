@@ -54,8 +54,6 @@ _NAME = re.compile(r"^(ckpt|best)-(\d+)$")
 class NonFiniteWeightsError(CheckpointError):
     """Weights hold NaN or infinite values: refused for saving, evaluating and resuming."""
 
-    exit_code = 3
-
 
 def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
     """'name (k of n values non-finite)' for the first floating tensor with NaN/inf, else None."""
