@@ -440,3 +440,55 @@ def test_long_recordings_prepare_train_evaluate(tmp_path, source):
     assert trained.iteration == 4 and all(np.isfinite(h["loss"]) for h in trained.history)
     m = evaluate(trained.model, PreparedData(out), 1, gaze_mode="argmax", batch_size=2)
     assert m["num_clips"] == 2 and {c["name"] for c in m["clips"]} == {f"{v}__0002000_0002500" for v in videos}
+
+
+def test_a_vrs_projectaria_tools_cannot_open_fails_its_segments(tmp_path, capsys):
+    pytest.importorskip("projectaria_tools.core.data_provider", reason="projectaria_tools is not installed")
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    long_raw(raw, fps=30, seconds=2.0)
+    (raw / "videos" / "bad.vrs").write_bytes(b"not a vrs")
+    write_segments(raw, ["rec,0.0,0.9,a,train", "bad,0.0,0.9,a,train"])
+    rc = main(["prepare", str(raw), str(out), "--flow", "none", "--size", f"{W}x{H}", "--workers", "0",
+               "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and f"FAILED bad__0000000_0000900: {raw / 'videos' / 'bad.vrs'}: projectaria_tools cannot open" in err
+    assert list(manifest(out)) == ["rec__0000000_0000900"]
+
+
+def test_vrs_frames_and_times_come_from_the_recording(tmp_path, monkeypatch):
+    """The .vrs path with projectaria_tools' readers stood in for (no real .vrs can be made here):
+    frame times are the recording's capture times (uneven here), not a nominal rate, and the
+    recording's own calibration projects the MPS gaze."""
+    from gaze_attention.data.sources import aria, vrs
+
+    raw = tmp_path / "raw"
+    fps, n = 30, 60
+    device = 500.0 + np.arange(n) / fps + np.where(np.arange(n) >= 30, 0.010, 0.0)  # a 10 ms hiccup
+    shown_t = np.arange(n) / fps  # the square of frame i is the one of video time i / fps
+    frames = [frame_image(i, centre(shown_t[i : i + 1])[0]) for i in range(n)]
+    (raw / "videos").mkdir(parents=True)
+    (raw / "videos" / "rec.vrs").write_bytes(b"stand-in")
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps(aria_calibration()))
+    camera = aria.read_calibration(cal).for_image(W, H)
+    monkeypatch.setattr(vrs, "available", lambda: True)
+    monkeypatch.setattr(vrs, "rgb_frame_times", lambda p: device.copy())
+    monkeypatch.setattr(vrs, "rgb_camera", lambda p: camera)
+    monkeypatch.setattr(vrs, "read_rgb_frames", lambda p, a=0, b=None: ((device[i], frames[i]) for i in range(a, b)))
+    # Gaze on the device clock: 3 samples in each frame's display interval, at the frame's square.
+    idx = np.repeat(np.arange(n - 1), 3)
+    t = device[idx] + np.tile([0.002, 0.012, 0.022], n - 1)
+    yaw, pitch, depth = angles_for(centre(shown_t[idx]), cal)
+    rows = [f"{round(tt * 1e6)},{a:.9f},{b:.9f},{d:.6f},0,0,0,0,u" for tt, a, b, d in zip(t, yaw, pitch, depth, strict=True)]
+    (raw / "gaze").mkdir()
+    (raw / "gaze" / "rec.csv").write_text("\n".join([ARIA_HEADER, *rows]) + "\n")
+    write_segments(raw, ["rec,0.5,1.505,a,train"])  # seconds from the recording's first frame
+    r = run(raw, tmp_path / "out")
+    assert r.ok, r.summary()
+    rec = manifest(tmp_path / "out")["rec__0000500_0001505"]
+    # Frame 45 starts at 1.510 s (not 1.500, as a nominal 30 fps would say): [0.5, 1.505) is 15..44.
+    assert rec["start_frame"] == 15 and rec["num_frames"] == 30
+    g = np.load(tmp_path / "out" / "gaze" / "rec__0000500_0001505.npy")
+    np.testing.assert_allclose(g[:, :2], centre(shown_t[15:45]), atol=1e-5)
+    jpgs = sorted((tmp_path / "out" / "images_rgb" / "rec__0000500_0001505").iterdir())
+    np.testing.assert_allclose(square_centre(jpgs[20]), g[20, :2], atol=1.0 / H)
