@@ -24,7 +24,7 @@ def available() -> bool:
 
 
 def missing_message(path: str | Path) -> str:
-    return f"{path}: reading a .vrs recording needs projectaria_tools, which is not installed; {INSTALL_HINT}"
+    return f"{path}: reading a .vrs recording needs projectaria_tools; {INSTALL_HINT}"
 
 
 def _provider(path: Path):
