@@ -492,3 +492,23 @@ def test_vrs_frames_and_times_come_from_the_recording(tmp_path, monkeypatch):
     np.testing.assert_allclose(g[:, :2], centre(shown_t[15:45]), atol=1e-5)
     jpgs = sorted((tmp_path / "out" / "images_rgb" / "rec__0000500_0001505").iterdir())
     np.testing.assert_allclose(square_centre(jpgs[20]), g[20, :2], atol=1.0 / H)
+
+
+def test_one_gaze_offset_per_video_from_a_file(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    long_raw(raw, fps=30, seconds=2.0, offset=3.0, video="a")
+    long_raw(raw, fps=25, seconds=2.0, offset=-0.25, video="b")
+    write_segments(raw, ["a,0.0,1.0,x,train", "b,0.0,1.0,x,train"])
+    offsets = tmp_path / "offsets.csv"
+    offsets.write_text("video,offset\na,3.0\nb,-0.25\n")
+    rc = main(["prepare", str(raw), str(tmp_path / "out"), "--flow", "none", "--size", f"{W}x{H}",
+               "--workers", "0", "--no-progress", "--gaze-offset", str(offsets)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    for name, fps in (("a__0000000_0001000", 30), ("b__0000000_0001000", 25)):
+        g = np.load(tmp_path / "out" / "gaze" / f"{name}.npy")
+        np.testing.assert_allclose(g[:, :2], centre(np.arange(fps) / fps), atol=1e-6)
+    offsets.write_text("video,offset\na,3.0\n")
+    assert f"{offsets}: no gaze offset for video 'b'" in _cli_error(raw, tmp_path / "out2", capsys, "--gaze-offset", str(offsets))
+    offsets.write_text("a,3.0\nb,soon\n")
+    assert f"{offsets}:2: expected video,offset" in _cli_error(raw, tmp_path / "out3", capsys, "--gaze-offset", str(offsets))

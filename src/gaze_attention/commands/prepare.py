@@ -59,6 +59,16 @@ def _seconds(text: str) -> float:
     return v
 
 
+def _offset(text: str) -> float | str:
+    """Seconds, or a CSV file of video,offset lines."""
+    if os.path.isfile(text):
+        return text
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a file of video,offset lines, got {text!r}") from None
+
+
 def _non_negative(text: str) -> float:
     v = _seconds(text)
     if v < 0:
@@ -150,9 +160,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "RAW_DIR/calibration.json[l], else the .vrs's own)",
     )  # fmt: skip
     long.add_argument(
-        "--gaze-offset", type=_seconds, default=0.0, metavar="SECONDS",
+        "--gaze-offset", type=_offset, default=0.0, metavar="SECONDS|FILE",
         help="gaze time = video time + SECONDS: the gaze clock's reading when the video's first frame is shown "
-        "(e.g. T0 for Aria device-time gaze on an mp4 whose first frame was captured at device time T0; default 0)",
+        "(e.g. T0 for Aria device-time gaze on an mp4 whose first frame was captured at device time T0; default 0), "
+        "or a CSV file of video,SECONDS lines, one offset per video",
     )  # fmt: skip
     long.add_argument(
         "--min-confidence", type=_confidence, default=None, metavar="C",

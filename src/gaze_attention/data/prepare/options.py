@@ -47,7 +47,7 @@ class PrepareOptions:
     gaze: str | None = None  # folder of the gaze files, or a path pattern with {video}
     calibration: str | None = None  # Aria calibration file, or a path pattern with {video}
     segments_in_frames: bool = False
-    gaze_offset: float = 0.0  # seconds: gaze time = video time + offset
+    gaze_offset: float | str = 0.0  # seconds: gaze time = video time + offset; or a CSV of video,offset
     min_confidence: float | None = None  # None: the source's default (Ego4D 0.6, else 0)
     gaze_clock: str = "canonical"  # Ego4D's timestamp column
     aria_rotate: str = "none"  # "cw90": project Aria gaze into the upright image (Ego-Exo4D mp4s)
@@ -72,7 +72,7 @@ class PrepareOptions:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise PrepareError(f"{name.replace('_', '-')} must be a number >= 0; got {v!r}")
-        if not math.isfinite(self.gaze_offset):
+        if not isinstance(self.gaze_offset, str) and not math.isfinite(self.gaze_offset):
             raise PrepareError(f"gaze-offset must be a finite number of seconds; got {self.gaze_offset!r}")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise PrepareError(f"min-confidence must be from 0 to 1; got {self.min_confidence!r}")

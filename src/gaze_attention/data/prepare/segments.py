@@ -162,6 +162,40 @@ def _camera(name: str, lv: LongVideo, raw: Path, opts: PrepareOptions, gaze: Pat
     return cam.for_image(w, h)
 
 
+def read_offsets(path: Path) -> dict[str, float]:
+    """`video,offset` lines (seconds, gaze time minus video time; a header line is optional)."""
+    import csv
+    import io
+    import math
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise PrepareError(f"--gaze-offset {path}: cannot read it ({e.strerror or e})") from None
+    out: dict[str, float] = {}
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for cells in reader:
+        cells = [c.strip() for c in cells]
+        if not any(cells) or cells[0].startswith("#") or (reader.line_num == 1 and cells[0].lower() == "video"):
+            continue
+        try:
+            video, value = cells[0], float(cells[1])
+        except (IndexError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise PrepareError(f"{path}:{reader.line_num}: expected video,offset in seconds; got {','.join(cells)!r}")
+        out[video] = value
+    return out
+
+
+def offset_of(name: str, opts: PrepareOptions, offsets: dict[str, float] | None) -> float:
+    if offsets is None:
+        return float(opts.gaze_offset)
+    if name not in offsets:
+        raise PrepareError(f"{opts.gaze_offset}: no gaze offset for video {name!r} (add a line {name},SECONDS)")
+    return offsets[name]
+
+
 def ivt_config(opts: PrepareOptions) -> IVTConfig:
     return IVTConfig(velocity_deg_s=opts.ivt_velocity, velocity_norm_s=opts.ivt_velocity_norm,
                      min_fixation_s=opts.ivt_min_fixation)  # fmt: skip
@@ -169,7 +203,7 @@ def ivt_config(opts: PrepareOptions) -> IVTConfig:
 
 def video_gaze(
     name: str, lv: LongVideo, gaze: Path, raw: Path, opts: PrepareOptions, info: Callable[[str], None],
-    warn: Callable[[str], None],
+    warn: Callable[[str], None], offset: float = 0.0,
 ) -> tuple[SessionGaze, str]:  # fmt: skip
     """The per-frame gaze of one long video (I-VT labels where the file gives none), and its source."""
     camera = _camera(name, lv, raw, opts, gaze) if detect_format(gaze) == "aria" else None
@@ -187,8 +221,8 @@ def video_gaze(
     min_conf = opts.min_confidence
     if min_conf is None:
         min_conf = ego4d.DEFAULT_MIN_CONFIDENCE if samples.source == "ego4d" else 0.0
-    # --gaze-offset is gaze time minus video time; to_session_gaze's offset moves gaze onto video time.
-    session = to_session_gaze(samples, lv.gaze_times, offset_s=-opts.gaze_offset, min_confidence=min_conf)
+    # `offset` (--gaze-offset) is gaze time minus video time; to_session_gaze's moves gaze onto video time.
+    session = to_session_gaze(samples, lv.gaze_times, offset_s=-offset, min_confidence=min_conf)
     return session, samples.source
 
 
@@ -226,6 +260,7 @@ def segment_jobs(
 
     gaze: dict[str, tuple[SessionGaze, str] | None] = {}
     missing: dict[str, str] = {}
+    offsets = read_offsets(Path(opts.gaze_offset)) if isinstance(opts.gaze_offset, str) else None
     for name in dict.fromkeys(s.video for s in kept):
         g = find_file(opts.gaze, raw / "gaze", name, GAZE_EXTS)
         if g is None:
@@ -234,7 +269,8 @@ def segment_jobs(
             missing[name] = f"no gaze file for video {name} (looked in {where})"
             continue
         try:
-            gaze[name] = video_gaze(name, videos[name], g, raw, opts, info, warn)
+            offset = offset_of(name, opts, offsets)
+            gaze[name] = video_gaze(name, videos[name], g, raw, opts, info, warn, offset)
         except GazeAttentionError as e:
             raise PrepareError(str(e)) from None
         except (OSError, UnicodeDecodeError) as e:
