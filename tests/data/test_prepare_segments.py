@@ -512,3 +512,6 @@ def test_one_gaze_offset_per_video_from_a_file(tmp_path, capsys):
     assert f"{offsets}: no gaze offset for video 'b'" in _cli_error(raw, tmp_path / "out2", capsys, "--gaze-offset", str(offsets))
     offsets.write_text("a,3.0\nb,soon\n")
     assert f"{offsets}:2: expected video,offset" in _cli_error(raw, tmp_path / "out3", capsys, "--gaze-offset", str(offsets))
+    assert "--gaze-offset 1.5s: neither seconds nor a readable file" in _cli_error(
+        raw, tmp_path / "out4", capsys, "--gaze-offset", "1.5s"
+    )

@@ -60,13 +60,11 @@ def _seconds(text: str) -> float:
 
 
 def _offset(text: str) -> float | str:
-    """Seconds, or a CSV file of video,offset lines."""
-    if os.path.isfile(text):
-        return text
+    """Seconds, or else the path of a CSV file of video,offset lines (read by the run)."""
     try:
         return _seconds(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected seconds or a file of video,offset lines, got {text!r}") from None
+        return text
 
 
 def _non_negative(text: str) -> float:

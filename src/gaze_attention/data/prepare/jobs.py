@@ -22,16 +22,21 @@ from gaze_attention.data.egtea import (
     parse_clip_name,
     read_split_checked,
 )
+from gaze_attention.data.prepare.labels import (
+    label_ids,
+    label_vocabulary,
+    read_classes,
+    write_annotation_files,
+)
 from gaze_attention.data.prepare.options import VIDEO_EXTS, ClipJob, PrepareError, PrepareOptions
 from gaze_attention.data.prepare.pool import LazyPool
-from gaze_attention.data.shards import atomic_copy, atomic_write_text
+from gaze_attention.data.prepare.segments import is_segments_layout, read_segment_labels, segment_jobs
+from gaze_attention.data.shards import atomic_copy
 
 
 def detect_layout(raw_dir: str | Path, options: PrepareOptions | None = None) -> str:
     """'segments' (segments.csv + videos/ or --videos, or --segments), 'own' (videos/ +
     labels.csv) or 'egtea' (cropped_clips/ + split lists)."""
-    from gaze_attention.data.prepare.segments import is_segments_layout
-
     raw = Path(raw_dir)
     if is_segments_layout(raw, options):
         return "segments"
@@ -179,45 +184,6 @@ def read_labels(raw: Path) -> tuple[list[dict[str, str]], list[str]]:
     return rows, classes
 
 
-def read_classes(raw: Path, labels: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    """The class names (RAW/classes.txt, else the labels used) and a problem per unknown label.
-
-    labels: (where, label) of each annotation line.
-    """
-    classes_file = raw / "classes.txt"
-    if not classes_file.is_file():
-        return sorted({lab for _, lab in labels}), []
-    classes = [s.strip() for s in classes_file.read_text(encoding="utf-8-sig").splitlines() if s.strip()]
-    known = set(classes)
-    return classes, [f"{where}: label {lab!r} not in {classes_file}" for where, lab in labels if lab not in known]
-
-
-def label_vocabulary(rows: list[dict[str, str]], classes: list[str]) -> tuple[list[str], list[str]]:
-    """Verb and noun names (the classes where the rows name none)."""
-    verbs = sorted({r["verb"] for r in rows if r.get("verb")}) or classes
-    nouns = sorted({r["noun"] for r in rows if r.get("noun")}) or classes
-    return verbs, nouns
-
-
-def label_ids(row: dict[str, str], cid: dict[str, int], vid: dict[str, int], nid: dict[str, int]) -> tuple[int, int, int]:
-    """0-based (action, verb, noun) of an annotation row."""
-    a = cid[row["label"]]
-    v = vid[row["verb"]] if row.get("verb") else vid.get(row["label"], a)
-    n = nid[row["noun"]] if row.get("noun") else nid.get(row["label"], a)
-    return a, v, n
-
-
-def write_annotation_files(
-    ann_out: Path, classes: list[str], verbs: list[str], nouns: list[str], lines: dict[str, list[str]]
-) -> None:
-    """The EGTEA-style index files and train/test lists of split 1 (own recordings, segments)."""
-    ann_out.mkdir(parents=True, exist_ok=True)
-    for fname, names in (("action_idx", classes), ("verb_idx", verbs), ("noun_idx", nouns)):
-        atomic_write_text(ann_out / f"{fname}.txt", "".join(f"{s} {i + 1}\n" for i, s in enumerate(names)))
-    for part, ls in lines.items():
-        atomic_write_text(ann_out / f"{part}_split1.txt", "".join(x + "\n" for x in ls))
-
-
 def own_jobs(raw: Path, ann_out: Path | None) -> tuple[list[ClipJob], dict]:
     """Jobs for own recordings; writes the EGTEA-style annotation files to `ann_out`."""
     rows, classes = read_labels(raw)
@@ -322,8 +288,6 @@ def check_annotations(
 ) -> None:  # fmt: skip
     """Every annotation problem, reported before anything is written or decoded."""
     if layout == "segments":
-        from gaze_attention.data.prepare.segments import read_segment_labels
-
         if splits not in (None, [1]):
             raise PrepareError("a segments file has a single split (1); drop --splits")
         read_segment_labels(raw, options or PrepareOptions())
@@ -349,8 +313,6 @@ def find_jobs(
     """The run's jobs, in split-list order, with their gaze; writes OUT/annotations/."""
     margin = max(min_frames, 1)
     if layout == "segments":
-        from gaze_attention.data.prepare.segments import segment_jobs
-
         return segment_jobs(raw, out / "annotations", options or PrepareOptions(), warn, info or warn)
     if layout == "egtea":
         ann_dir = annotation_dir(raw, annotations)

@@ -22,7 +22,12 @@ import numpy as np
 
 from gaze_attention.data.begaze import SessionGaze
 from gaze_attention.data.egtea import AnnotationError
-from gaze_attention.data.prepare.jobs import label_ids, label_vocabulary, read_classes, write_annotation_files
+from gaze_attention.data.prepare.labels import (
+    label_ids,
+    label_vocabulary,
+    read_classes,
+    write_annotation_files,
+)
 from gaze_attention.data.prepare.options import VIDEO_EXTS, ClipJob, PrepareError, PrepareOptions
 from gaze_attention.data.sources import (
     IVTConfig,
@@ -171,7 +176,9 @@ def read_offsets(path: Path) -> dict[str, float]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
-        raise PrepareError(f"--gaze-offset {path}: cannot read it ({e.strerror or e})") from None
+        raise PrepareError(
+            f"--gaze-offset {path}: neither seconds nor a readable file of video,offset lines ({e.strerror or e})"
+        ) from None
     out: dict[str, float] = {}
     reader = csv.reader(io.StringIO(text, newline=""))
     for cells in reader:
