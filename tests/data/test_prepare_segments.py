@@ -515,3 +515,19 @@ def test_one_gaze_offset_per_video_from_a_file(tmp_path, capsys):
     assert "--gaze-offset 1.5s: neither seconds nor a readable file" in _cli_error(
         raw, tmp_path / "out4", capsys, "--gaze-offset", "1.5s"
     )
+
+
+def test_ivt_thresholds_are_flags_and_printed(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    long_raw(raw, fps=30, seconds=2.0, hz=60)
+    write_segments(raw, ["rec,0.0,1.9,a,train"])
+    argv = ["prepare", str(raw), "", "--flow", "none", "--size", f"{W}x{H}", "--workers", "0", "--no-progress"]
+    shares = {}
+    for name, extra in (("default", []), ("loose", ["--ivt-velocity-norm", "100", "--ivt-min-fixation", "0.05"])):
+        argv[2] = str(tmp_path / name)
+        assert main(argv + extra) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("gaze rec"))
+        shares[name] = line
+    assert "velocity < 0.4 normalised units/s, fixations >= 100 ms" in shares["default"]
+    assert "velocity < 100 normalised units/s, fixations >= 50 ms" in shares["loose"]
+    assert "(100.0 %" in shares["loose"] and "(100.0 %" not in shares["default"]

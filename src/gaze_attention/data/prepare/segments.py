@@ -280,8 +280,10 @@ def segment_jobs(
             gaze[name] = video_gaze(name, videos[name], g, raw, opts, info, warn, offset)
         except GazeAttentionError as e:
             raise PrepareError(str(e)) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise PrepareError(f"cannot read {g}: {e}") from None
+        except OSError as e:
+            raise PrepareError(f"cannot read {e.filename or g}: {e.strerror or e}") from None
+        except ValueError as e:  # e.g. a recording whose frame times do not increase
+            raise PrepareError(f"{g}: {e}") from None
     kept_names = {s.name for s in kept}
     cid = {c: i for i, c in enumerate(classes)}
     rows = [{"label": s.label, "verb": s.verb, "noun": s.noun} for s in segs]
