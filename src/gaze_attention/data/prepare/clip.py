@@ -111,6 +111,8 @@ def read_segment(job: ClipJob, size: tuple[int, int]) -> tuple[list[np.ndarray],
     from gaze_attention.data.prepare.segments import read_frame_range
 
     src = np.asarray(job.source_frames, dtype=np.int64)
+    if not len(src):
+        raise ClipError(f"{job.video}: the segment has no frames")
     lo, hi = int(src.min()), int(src.max()) + 1
     try:
         decoded, notes, source_size = read_frame_range(job.video, size, lo, hi)

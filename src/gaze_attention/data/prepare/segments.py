@@ -297,7 +297,7 @@ def segment_jobs(
         lv = videos.get(s.video)
         job = ClipJob(
             name=s.name, video=str(lv.path) if lv else str(raw / "videos" / s.video), label=a, verb=v, noun=n,
-            splits=[f"{s.split}1"], session=s.video,
+            splits=[f"{s.split}1"], session=s.video, source_frames=[],  # [] until its frames are known
             segment={"video": s.video, "start": s.start, "end": s.end, "file": str(path), "line": s.line},
         )  # fmt: skip
         jobs.append(job)
