@@ -474,6 +474,7 @@ def test_vrs_frames_and_times_come_from_the_recording(tmp_path, monkeypatch):
     monkeypatch.setattr(vrs, "available", lambda: True)
     monkeypatch.setattr(vrs, "rgb_frame_times", lambda p: device.copy())
     monkeypatch.setattr(vrs, "rgb_camera", lambda p: camera)
+    monkeypatch.setattr(vrs, "rgb_image_size", lambda p: (W, H))
     monkeypatch.setattr(vrs, "read_rgb_frames", lambda p, a=0, b=None: ((device[i], frames[i]) for i in range(a, b)))
     # Gaze on the device clock: 3 samples in each frame's display interval, at the frame's square.
     idx = np.repeat(np.arange(n - 1), 3)

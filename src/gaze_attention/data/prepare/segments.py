@@ -101,7 +101,6 @@ class LongVideo:
     gaze_times: np.ndarray  # [F] the frames' times on the clock their gaze files use by default
     width: int  # of the frames as decoded (sensor orientation for a .vrs)
     height: int
-    camera: aria.AriaCamera | None = None  # a .vrs recording's own RGB calibration
 
     @property
     def duration(self) -> float:
@@ -115,8 +114,8 @@ def open_long_video(path: Path) -> LongVideo:
         t = vrs.rgb_frame_times(path)  # device clock, the clock of MPS gaze
         if len(t) == 0:
             raise PrepareError(f"{path}: no RGB frames in the recording")
-        cam = vrs.rgb_camera(path)
-        return LongVideo(path, t - t[0], t, cam.width, cam.height, cam)
+        w, h = vrs.rgb_image_size(path)
+        return LongVideo(path, t - t[0], t, w, h)
     from gaze_attention.video import Video
 
     v = Video(path)
@@ -154,8 +153,8 @@ def _camera(name: str, lv: LongVideo, raw: Path, opts: PrepareOptions, gaze: Pat
         cal = next((raw / f"calibration{e}" for e in CALIBRATION_EXTS if (raw / f"calibration{e}").is_file()), None)
     if cal is not None:
         cam = aria.read_calibration(cal)
-    elif lv.camera is not None:
-        cam = lv.camera
+    elif lv.path.suffix.lower() == ".vrs":  # the recording's own calibration
+        cam = vrs.rgb_camera(lv.path)
     else:
         raise PrepareError(
             f"{gaze}: Aria MPS gaze (angles) needs the RGB camera's calibration to become image points: put "

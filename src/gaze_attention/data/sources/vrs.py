@@ -67,6 +67,16 @@ def read_rgb_frames(
         yield record.capture_timestamp_ns / 1e9, image.to_numpy_array()
 
 
+def rgb_image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the recording's RGB frames as stored."""
+    path = Path(path)
+    provider = _provider(path)  # first: it names a missing projectaria_tools
+    from projectaria_tools.core.stream_id import StreamId
+
+    config = provider.get_image_configuration(StreamId(RGB_STREAM))
+    return int(config.image_width), int(config.image_height)
+
+
 def rgb_camera(path: str | Path) -> AriaCamera:
     """The RGB camera (at the stream's image size) and T_device_cpf from the .vrs calibration."""
     path = Path(path)
