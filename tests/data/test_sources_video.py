@@ -1,4 +1,5 @@
-"""Frame presentation times of constant- and variable-rate videos."""
+"""Frame presentation times of constant- and variable-rate videos: `gaze_attention.video.Video.timestamps`,
+the one source of frame times (data/sources once had its own copy, `frame_times`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import fractions
 import numpy as np
 import pytest
 
-from gaze_attention.data.sources.video import frame_times
+from gaze_attention.video import Video
 
 av = pytest.importorskip("av")
 
@@ -31,5 +32,6 @@ def _write(path, times_ms):
 def test_frame_times_are_the_pts_in_display_order(tmp_path, times_ms):
     p = _write(tmp_path / "v.mp4", times_ms)
     want = np.array(times_ms) / 1000
-    np.testing.assert_allclose(frame_times(p), want, atol=1e-6)
-    np.testing.assert_allclose(frame_times(p, decode=True), want, atol=1e-6)
+    np.testing.assert_allclose(Video(p).timestamps, want, atol=1e-6)
+    # What the decoder yields carries the same times, frame for frame.
+    np.testing.assert_allclose([f.time for f in Video(p).frames()], want, atol=1e-6)

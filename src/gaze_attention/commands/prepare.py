@@ -1,4 +1,4 @@
-"""Prepare raw videos and gaze (EGTEA Gaze+ or own recordings) for training.
+"""Prepare raw videos and gaze (EGTEA Gaze+, own recordings, or long recordings with segments) for training.
 
 Decodes each clip, resizes it, computes optical flow, aligns gaze to frames and writes the
 reference layout (images_rgb/, images_flow/, gaze/, annotations/, manifest.jsonl). Clips
@@ -9,6 +9,7 @@ edge frames. Resumable: a rerun skips finished clips. Exit status 1 if any clip 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -43,11 +44,48 @@ EXAMPLES = """examples:
   gaze-attention prepare RAW prepared --splits 1 --flow dis          # EGTEA split 1, fast flow
   gaze-attention prepare RAW prepared --flow tvl1 --workers 16       # the paper's flow (slow)
   gaze-attention prepare demo_raw demo_prepared --flow dis --size 170x128
+  gaze-attention prepare RAW prepared --flow dis                     # RAW/segments.csv, videos/, gaze/
+  gaze-attention prepare ego4d_project prepared --videos v2/full_scale --gaze v2/gaze --flow dis
 """
 
 
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return v
+
+
+def _offset(text: str) -> float | str:
+    """Seconds, or else the path of a CSV file of video,offset lines (read by the run)."""
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        return text
+
+
+def _non_negative(text: str) -> float:
+    v = _seconds(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def _confidence(text: str) -> float:
+    v = _seconds(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a confidence from 0 to 1, got {text!r}")
+    return v
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("raw_dir", metavar="RAW_DIR", help="raw EGTEA or own-recordings folder")
+    parser.add_argument(
+        "raw_dir", metavar="RAW_DIR",
+        help="raw EGTEA, own-recordings or long-recordings folder (the last: segments.csv, videos/, gaze/)",
+    )  # fmt: skip
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for the prepared data")
     parser.add_argument(
         "--splits", type=_splits, default=None, metavar="N[,N...]",
@@ -93,6 +131,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prepare clips without a gaze file (their gaze is all nan) instead of failing them",
     )
     add_progress_argument(parser)
+    long = parser.add_argument_group(
+        "long recordings with segments (RAW_DIR/segments.csv: video,start,end,label[,split,verb,noun]; "
+        "see docs/sources.md)"
+    )
+    long.add_argument("--segments", default=None, metavar="FILE",
+                      help="the segments file (default: RAW_DIR/segments.csv)")  # fmt: skip
+    long.add_argument(
+        "--segments-in-frames", action="store_true",
+        help="start and end are frame numbers (first and last frame, both included), not seconds",
+    )  # fmt: skip
+    long.add_argument(
+        "--videos", default=None, metavar="DIR|PATTERN",
+        help="folder of the long videos (<video>.mp4, any container, or .vrs), or a path with {video} "
+        "(default: RAW_DIR/videos)",
+    )  # fmt: skip
+    long.add_argument(
+        "--gaze", default=None, metavar="DIR|PATTERN",
+        help="folder of the gaze files (<video>.csv: Ego4D, Aria MPS, Ego-Exo4D 2-D, BeGaze or frame,x,y), "
+        "or a path with {video} (default: RAW_DIR/gaze)",
+    )  # fmt: skip
+    long.add_argument(
+        "--calibration", default=None, metavar="FILE|DIR|PATTERN",
+        help="Aria device calibration JSON or MPS online_calibration.jsonl: one file for all videos, a folder "
+        "of <video>.json[l], or a path with {video} (default: RAW_DIR/calibration/<video>.json[l], else "
+        "RAW_DIR/calibration.json[l], else the .vrs's own)",
+    )  # fmt: skip
+    long.add_argument(
+        "--gaze-offset", type=_offset, default=0.0, metavar="SECONDS|FILE",
+        help="gaze time = video time + SECONDS: the gaze clock's reading when the video's first frame is shown "
+        "(e.g. T0 for Aria device-time gaze on an mp4 whose first frame was captured at device time T0; default 0), "
+        "or a CSV file of video,SECONDS lines, one offset per video",
+    )  # fmt: skip
+    long.add_argument(
+        "--min-confidence", type=_confidence, default=None, metavar="C",
+        help="drop gaze samples with confidence below C (default: 0.6 for Ego4D, Pupil Player's; 0 otherwise)",
+    )  # fmt: skip
+    long.add_argument("--gaze-clock", choices=("canonical", "component"), default="canonical",
+                      help="Ego4D's timestamp column (default canonical: the time in the full_scale video)")  # fmt: skip
+    long.add_argument(
+        "--aria-rotate", choices=("none", "cw90"), default="none",
+        help="Aria angle gaze into the image as stored (none: .vrs frames) or turned upright (cw90: "
+        "Ego-Exo4D's mp4s)",
+    )  # fmt: skip
+    long.add_argument("--ivt-velocity", type=_non_negative, default=30.0, metavar="DEG_S",
+                      help="I-VT fixation threshold for gaze with angles (Aria), degrees/s (default 30)")  # fmt: skip
+    long.add_argument(
+        "--ivt-velocity-norm", type=_non_negative, default=0.4, metavar="UNITS_S",
+        help="I-VT threshold for gaze in image coordinates, normalised image units/s (default 0.4)",
+    )  # fmt: skip
+    long.add_argument("--ivt-min-fixation", type=_non_negative, default=0.1, metavar="SECONDS",
+                      help="shortest fixation kept by I-VT (default 0.1 s)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,6 +206,18 @@ def run(args: argparse.Namespace) -> int:
             shard=args.shard,
             flow_device=args.device,
             estimate=True,
+            segments=args.segments,
+            videos=args.videos,
+            gaze=args.gaze,
+            calibration=args.calibration,
+            segments_in_frames=args.segments_in_frames,
+            gaze_offset=args.gaze_offset,
+            min_confidence=args.min_confidence,
+            gaze_clock=args.gaze_clock,
+            aria_rotate=args.aria_rotate,
+            ivt_velocity=args.ivt_velocity,
+            ivt_velocity_norm=args.ivt_velocity_norm,
+            ivt_min_fixation=args.ivt_min_fixation,
         )
         result = prepare(args.raw_dir, args.out_dir, options=options)
     except (PrepareError, AnnotationError, FileNotFoundError) as e:

@@ -118,6 +118,9 @@ def count_frames(jobs: list, sample: int = 64) -> int:
 
     known, unknown = [], []
     for j in jobs:
+        if getattr(j, "source_frames", None) is not None:  # a segment of a long video knows its frames
+            known.append(len(j.source_frames))
+            continue
         try:  # an EGTEA name holds its frame range
             known.append(parse_clip_name(j.name).num_frames)
         except ValueError:

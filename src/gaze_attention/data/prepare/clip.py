@@ -53,13 +53,18 @@ def process_clip(
     t0 = time.perf_counter()
     out = Path(out_dir)
     check_job(job)
-    video, frames = read_frames(job.video, size)
-    n_src = len(frames)
-    frames, src, extended = _extend(frames, min_frames, job.session_video, job.start_frame, size)
+    if job.source_frames is not None:  # a segment of a long recording
+        frames, src, notes, source_size = read_segment(job, size)
+        n_src, extended = (job.extend_note or {}).get("source_frames", len(src)), job.extend_note
+    else:
+        video, frames = read_frames(job.video, size)
+        notes, source_size = list(video.notes), (video.width, video.height)
+        n_src = len(frames)
+        frames, src, extended = _extend(frames, min_frames, job.session_video, job.start_frame, size)
     gaze = align_gaze(job, src)  # [L, 3]
     tmp = write_tmp(out, job.name, frames, gaze, flow, jpeg_quality, flow_device)
     move_into_place(out, job.name, tmp, flow)
-    record = clip_record(job, gaze, n_src, extended, flow, size, video)
+    record = clip_record(job, gaze, n_src, extended, flow, size, notes, source_size)
     record["seconds"] = round(time.perf_counter() - t0, 3)
     return record
 
@@ -72,6 +77,8 @@ def check_job(job: ClipJob) -> None:
     why = clip_name_problem(job.name)
     if why is not None:
         raise ClipError(why)
+    if job.problem is not None:
+        raise ClipError(job.problem)
     has_video = Path(job.video).is_file()
     if not has_video and job.gaze_missing:
         raise ClipError(
@@ -96,6 +103,26 @@ def read_frames(path: str, size: tuple[int, int]) -> tuple[Video, list[np.ndarra
     if not frames:
         raise ClipError(f"no frames decoded from {path}")
     return video, frames
+
+
+def read_segment(job: ClipJob, size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray, list[str], tuple[int, int]]:
+    """A segment's frames cut from its long recording (one seek), the video frame of each [L],
+    the decoder's notes and the source frame size."""
+    from gaze_attention.data.prepare.segments import read_frame_range
+
+    src = np.asarray(job.source_frames, dtype=np.int64)
+    if not len(src):
+        raise ClipError(f"{job.video}: the segment has no frames")
+    lo, hi = int(src.min()), int(src.max()) + 1
+    try:
+        decoded, notes, source_size = read_frame_range(job.video, size, lo, hi)
+    except VideoError as e:
+        raise ClipError(f"cannot decode {e}") from None
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise ClipError(f"cannot decode {job.video}: {e}") from None
+    if len(decoded) < hi - lo:
+        raise ClipError(f"{job.video}: frames {lo}..{hi - 1} asked, {len(decoded)} decoded (a damaged file?)")
+    return [decoded[i - lo] for i in src], src, notes, source_size
 
 
 def align_gaze(job: ClipJob, src: np.ndarray) -> np.ndarray:
@@ -142,13 +169,14 @@ def move_into_place(out: Path, name: str, tmp: Path, flow: str) -> None:
 
 
 def clip_record(
-    job: ClipJob, gaze: np.ndarray, n_src: int, extended: dict | None, flow: str, size: tuple[int, int], video: Video
-) -> dict:
+    job: ClipJob, gaze: np.ndarray, n_src: int, extended: dict | None, flow: str, size: tuple[int, int],
+    notes: list[str], source_size: tuple[int, int],
+) -> dict:  # fmt: skip
     finite = np.isfinite(gaze[:, 0])
-    notes = list(video.notes)
-    if aspect_changes(video.width, video.height, size):
-        notes.append(f"aspect: {video.width}x{video.height}")
-    return {
+    notes = list(notes)
+    if aspect_changes(*source_size, size):
+        notes.append(f"aspect: {source_size[0]}x{source_size[1]}")
+    record = {
         "clip": job.name,
         "label": job.label,
         "verb": job.verb,
@@ -166,6 +194,9 @@ def clip_record(
         "size": list(size),
         "notes": notes,
     }
+    if job.segment is not None:
+        record["segment"] = job.segment
+    return record
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -22,21 +22,37 @@ from gaze_attention.data.egtea import (
     parse_clip_name,
     read_split_checked,
 )
-from gaze_attention.data.prepare.options import VIDEO_EXTS, ClipJob, PrepareError
+from gaze_attention.data.prepare.labels import (
+    label_ids,
+    label_vocabulary,
+    read_classes,
+    write_annotation_files,
+)
+from gaze_attention.data.prepare.options import VIDEO_EXTS, ClipJob, PrepareError, PrepareOptions
 from gaze_attention.data.prepare.pool import LazyPool
-from gaze_attention.data.shards import atomic_copy, atomic_write_text
+from gaze_attention.data.prepare.segments import is_segments_layout, read_segment_labels, segment_jobs
+from gaze_attention.data.shards import atomic_copy
 
 
-def detect_layout(raw_dir: str | Path) -> str:
-    """'egtea' (cropped_clips/ + split lists) or 'own' (videos/ + labels.csv)."""
+def detect_layout(raw_dir: str | Path, options: PrepareOptions | None = None) -> str:
+    """'segments' (segments.csv + videos/ or --videos, or --segments), 'own' (videos/ +
+    labels.csv) or 'egtea' (cropped_clips/ + split lists)."""
     raw = Path(raw_dir)
+    if is_segments_layout(raw, options):
+        return "segments"
+    if options is not None and (options.videos or options.gaze or options.calibration):
+        raise PrepareError(
+            f"{raw}: --videos, --gaze and --calibration are for long recordings with a segments file "
+            f"({raw / 'segments.csv'} or --segments); there is none"
+        )
     if (raw / "labels.csv").is_file() and (raw / "videos").is_dir():
         return "own"
     if (raw / "cropped_clips").is_dir():
         return "egtea"
     raise PrepareError(
-        f"{raw}: neither an EGTEA Gaze+ folder (cropped_clips/, gaze_data/, action_annotation/) "
-        "nor an own-recordings folder (videos/, gaze/, labels.csv)"
+        f"{raw}: neither an EGTEA Gaze+ folder (cropped_clips/, gaze_data/, action_annotation/), "
+        "an own-recordings folder (videos/, gaze/, labels.csv) nor long recordings with segments "
+        "(videos/, gaze/, segments.csv)"
     )
 
 
@@ -161,17 +177,8 @@ def read_labels(raw: Path) -> tuple[list[dict[str, str]], list[str]]:
             rows.append(row)
     if not rows and not problems:
         raise AnnotationError(f"{path}: no clips listed")
-    classes_file = raw / "classes.txt"
-    if classes_file.is_file():
-        classes = [s.strip() for s in classes_file.read_text(encoding="utf-8-sig").splitlines() if s.strip()]
-        known = set(classes)
-        problems += [
-            f"{path}:{r['_line']}: label {r['label']!r} not in {classes_file}"
-            for r in rows
-            if r["label"] not in known
-        ]
-    else:
-        classes = sorted({r["label"] for r in rows})
+    classes, unknown = read_classes(raw, [(f"{path}:{r['_line']}", r["label"]) for r in rows])
+    problems += unknown
     if problems:
         raise _problems_error(problems)
     return rows, classes
@@ -181,16 +188,13 @@ def own_jobs(raw: Path, ann_out: Path | None) -> tuple[list[ClipJob], dict]:
     """Jobs for own recordings; writes the EGTEA-style annotation files to `ann_out`."""
     rows, classes = read_labels(raw)
     cid = {c: i for i, c in enumerate(classes)}
-    verbs = sorted({r["verb"] for r in rows if r.get("verb")}) or classes
-    nouns = sorted({r["noun"] for r in rows if r.get("noun")}) or classes
+    verbs, nouns = label_vocabulary(rows, classes)
     vid, nid = {v: i for i, v in enumerate(verbs)}, {n: i for i, n in enumerate(nouns)}
     videos = {p.stem: p for p in (raw / "videos").iterdir() if p.suffix.lower() in VIDEO_EXTS}
     jobs, lines = [], {"train": [], "test": []}
     for r in rows:
         name = r["clip"]
-        a = cid[r["label"]]
-        v = vid[r["verb"]] if r.get("verb") else vid.get(r["label"], a)
-        n = nid[r["noun"]] if r.get("noun") else nid.get(r["label"], a)
+        a, v, n = label_ids(r, cid, vid, nid)
         lines[r["split"]].append(f"{name} {a + 1} {v + 1} {n + 1}")
         gaze = raw / "gaze" / f"{name}.csv"
         jobs.append(
@@ -205,11 +209,7 @@ def own_jobs(raw: Path, ann_out: Path | None) -> tuple[list[ClipJob], dict]:
             )
         )
     if ann_out is not None:
-        ann_out.mkdir(parents=True, exist_ok=True)
-        for fname, names in (("action_idx", classes), ("verb_idx", verbs), ("noun_idx", nouns)):
-            atomic_write_text(ann_out / f"{fname}.txt", "".join(f"{s} {i + 1}\n" for i, s in enumerate(names)))
-        for part, ls in lines.items():
-            atomic_write_text(ann_out / f"{part}_split1.txt", "".join(x + "\n" for x in ls))
+        write_annotation_files(ann_out, classes, verbs, nouns, lines)
     return jobs, lines
 
 
@@ -282,9 +282,16 @@ def copy_annotations(ann_dir: Path, dst: Path, splits: list[int]) -> None:
 
 
 
-def check_annotations(raw: Path, layout: str, splits: list[int] | None, annotations: str | Path | None) -> None:
+def check_annotations(
+    raw: Path, layout: str, splits: list[int] | None, annotations: str | Path | None,
+    options: PrepareOptions | None = None,
+) -> None:  # fmt: skip
     """Every annotation problem, reported before anything is written or decoded."""
-    if layout == "egtea":
+    if layout == "segments":
+        if splits not in (None, [1]):
+            raise PrepareError("a segments file has a single split (1); drop --splits")
+        read_segment_labels(raw, options or PrepareOptions())
+    elif layout == "egtea":
         read_split_lists(annotation_dir(raw, annotations), splits)
     else:
         read_labels(raw)
@@ -300,9 +307,13 @@ def find_jobs(
     allow_missing_gaze: bool,
     pool: LazyPool,
     warn: Callable[[str], None],
+    options: PrepareOptions | None = None,
+    info: Callable[[str], None] | None = None,
 ) -> list[ClipJob]:
     """The run's jobs, in split-list order, with their gaze; writes OUT/annotations/."""
     margin = max(min_frames, 1)
+    if layout == "segments":
+        return segment_jobs(raw, out / "annotations", options or PrepareOptions(), warn, info or warn)
     if layout == "egtea":
         ann_dir = annotation_dir(raw, annotations)
         jobs, lists = egtea_jobs(raw, ann_dir, splits, warn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,20 @@ class PrepareOptions:
     shard: Shard | str | None = None  # "I/N" is parsed into a Shard
     flow_device: str = "auto"
     estimate: bool = False
+    # The segments layout (long videos; see `prepare.segments`): where its files are, and how
+    # its gaze is put on the video's frames.
+    segments: str | Path | None = None  # the segments file (default RAW/segments.csv)
+    videos: str | None = None  # folder of the long videos, or a path pattern with {video}
+    gaze: str | None = None  # folder of the gaze files, or a path pattern with {video}
+    calibration: str | None = None  # Aria calibration file, or a path pattern with {video}
+    segments_in_frames: bool = False
+    gaze_offset: float | str = 0.0  # seconds: gaze time = video time + offset; or a CSV of video,offset
+    min_confidence: float | None = None  # None: the source's default (Ego4D 0.6, else 0)
+    gaze_clock: str = "canonical"  # Ego4D's timestamp column
+    aria_rotate: str = "none"  # "cw90": project Aria gaze into the upright image (Ego-Exo4D mp4s)
+    ivt_velocity: float = 30.0  # deg/s, sources with gaze angles
+    ivt_velocity_norm: float = 0.4  # normalised image units/s, the others
+    ivt_min_fixation: float = 0.100  # seconds
 
     def __post_init__(self) -> None:
         if self.flow not in FLOW_METHODS:
@@ -53,6 +68,18 @@ class PrepareOptions:
         object.__setattr__(self, "size", tuple(self.size))
         # 0 workers = the main process does the work, as 1 does (the CLI's "0 = in the main process").
         object.__setattr__(self, "workers", max(1, int(self.workers)))
+        for name in ("ivt_velocity", "ivt_velocity_norm", "ivt_min_fixation"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise PrepareError(f"{name.replace('_', '-')} must be a number >= 0; got {v!r}")
+        if not isinstance(self.gaze_offset, str) and not math.isfinite(self.gaze_offset):
+            raise PrepareError(f"gaze-offset must be a finite number of seconds; got {self.gaze_offset!r}")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise PrepareError(f"min-confidence must be from 0 to 1; got {self.min_confidence!r}")
+        if self.aria_rotate not in ("none", "cw90"):
+            raise PrepareError(f"aria-rotate must be none or cw90; got {self.aria_rotate!r}")
+        if self.gaze_clock not in ("canonical", "component"):
+            raise PrepareError(f"gaze-clock must be canonical or component; got {self.gaze_clock!r}")
 
     @property
     def split_list(self) -> list[int] | None:
@@ -62,6 +89,16 @@ class PrepareOptions:
     def settings(self) -> dict:
         """What every clip of one output folder must share (the settings file)."""
         return {"flow": self.flow, "size": list(self.size), "min_frames": self.min_frames}
+
+    @property
+    def gaze_settings(self) -> dict:
+        """What also decides the clips of the segments layout: how its gaze meets its frames."""
+        return {
+            "segments_in_frames": self.segments_in_frames, "gaze_offset": self.gaze_offset,
+            "min_confidence": self.min_confidence, "gaze_clock": self.gaze_clock,
+            "aria_rotate": self.aria_rotate, "ivt_velocity": self.ivt_velocity,
+            "ivt_velocity_norm": self.ivt_velocity_norm, "ivt_min_fixation": self.ivt_min_fixation,
+        }  # fmt: skip
 
 
 @dataclass
@@ -82,6 +119,12 @@ class ClipJob:
     gaze_offset: int = 0
     gaze_error: str | None = None  # why the gaze could not be read (the clip fails)
     gaze_missing: bool = False  # no gaze file was found (with --allow-missing-gaze: not an error)
+    # A segment of a long video: the video frame each output frame comes from (already
+    # extended to min_frames), and the extension's manifest note.
+    source_frames: list[int] | None = None
+    extend_note: dict | None = None
+    segment: dict | None = None  # video, start, end, line of the segments file (for the manifest)
+    problem: str | None = None  # why this segment cannot be prepared (the job fails with it)
 
 
 @dataclass
@@ -101,6 +144,7 @@ class PrepareResult:
     seconds: float = 0.0
     stopped: str | None = None
     stretched: list[tuple[str, str]] = field(default_factory=list)  # (clip, "WxH" of its video)
+    info: list[str] = field(default_factory=list)  # per-video lines (the fixation share of each gaze file)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +155,7 @@ class PrepareResult:
             f"prepared {len(self.prepared)} clip(s), skipped {len(self.skipped)} already done, "
             f"failed {len(self.failed)} in {self.seconds:.1f} s -> {self.out_dir}"
         ]
+        lines += self.info
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"FAILED {clip}: {why}" for clip, why in self.failed]
         if self.stopped is not None:

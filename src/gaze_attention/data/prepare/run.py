@@ -43,7 +43,8 @@ def prepare(
     estimate: bool = False,
     options: PrepareOptions | None = None,
 ) -> PrepareResult:
-    """Prepare a raw data set (EGTEA layout or own recordings) into `out_dir`.
+    """Prepare a raw data set (EGTEA layout, own recordings, or long recordings with a segments
+    file: see `gaze_attention.data.prepare.segments`) into `out_dir`.
 
     splits: split numbers to prepare (default: all present). flow: one of tvl1 (the paper's),
     dis, farneback, none. size: (width, height) of the stored frames. min_frames: shorter clips
@@ -55,7 +56,8 @@ def prepare(
     clips, recorded in its own manifest part (see `gaze_attention.data.shards`). flow_device:
     where `tvl1-torch` runs. estimate: print the expected run time (from a probe of the first
     clip) to stderr before starting. options: all of these as one `PrepareOptions` (then the
-    keyword arguments are not used).
+    keyword arguments are not used); the segments layout's settings (files, gaze offset,
+    confidence, I-VT thresholds) exist only there.
 
     OUT is locked for the run: a second run into it (or of the same shard) is refused at once
     with a PrepareError naming the holder's pid and host. A file that cannot be written (the
@@ -76,17 +78,19 @@ def run(raw: Path, out: Path, opts: PrepareOptions) -> PrepareResult:
     t0 = time.perf_counter()
     if not raw.is_dir():
         raise PrepareError(f"{raw}: no such folder")
-    layout = detect_layout(raw)
-    check_annotations(raw, layout, opts.split_list, opts.annotations)
+    layout = detect_layout(raw, opts)
+    check_annotations(raw, layout, opts.split_list, opts.annotations, opts)
+    settings = {**opts.settings, **opts.gaze_settings} if layout == "segments" else opts.settings
     result = PrepareResult(out_dir=out)
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out, opts.shard):
         unlink_planted_links(out, opts.shard, result.warnings.append)
-        check_settings(out, opts.settings, opts.shard is not None)
+        check_settings(out, settings, opts.shard is not None)
         pool = LazyPool(opts.workers)  # one set of worker processes for gaze files and clips
         try:
             jobs = find_jobs(raw, out, layout, opts.split_list, opts.annotations, opts.min_frames,
-                             opts.allow_missing_gaze, pool, result.warnings.append)  # fmt: skip
+                             opts.allow_missing_gaze, pool, result.warnings.append, opts,
+                             result.info.append)  # fmt: skip
             jobs = _select(jobs, opts.shard)
             todo, records = _plan(out, jobs, opts, result)
             if opts.estimate:

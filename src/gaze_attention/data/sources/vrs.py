@@ -14,11 +14,24 @@ RGB_STREAM = "214-1"  # camera-rgb
 INSTALL_HINT = "install it with pip install 'projectaria-tools>=1.5' (or the package's [aria] extra)"
 
 
+def available() -> bool:
+    """Whether projectaria_tools can be imported (it reads .vrs recordings)."""
+    try:
+        from projectaria_tools.core import data_provider  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def missing_message(path: str | Path) -> str:
+    return f"{path}: reading a .vrs recording needs projectaria_tools; {INSTALL_HINT}"
+
+
 def _provider(path: Path):
     try:
         from projectaria_tools.core import data_provider
     except ImportError:
-        raise GazeSourceError(f"{path}: reading a .vrs recording needs projectaria_tools; {INSTALL_HINT}") from None
+        raise GazeSourceError(missing_message(path)) from None
     if not path.is_file():
         raise GazeSourceError(f"{path}: no such .vrs file")
     provider = data_provider.create_vrs_data_provider(str(path))
@@ -39,16 +52,29 @@ def rgb_frame_times(path: str | Path) -> np.ndarray:
     return np.asarray(t, dtype=np.float64) / 1e9
 
 
-def read_rgb_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
-    """(device time in seconds, RGB uint8 [H, W, 3] in sensor orientation) of each RGB frame."""
+def read_rgb_frames(
+    path: str | Path, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(device time in seconds, RGB uint8 [H, W, 3] in sensor orientation) of RGB frames [start, stop)."""
     path = Path(path)
     provider = _provider(path)  # first: it names a missing projectaria_tools
     from projectaria_tools.core.stream_id import StreamId
 
     sid = StreamId(RGB_STREAM)
-    for i in range(provider.get_num_data(sid)):
+    n = provider.get_num_data(sid)
+    for i in range(max(start, 0), n if stop is None else min(stop, n)):
         image, record = provider.get_image_data_by_index(sid, i)
         yield record.capture_timestamp_ns / 1e9, image.to_numpy_array()
+
+
+def rgb_image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the recording's RGB frames as stored."""
+    path = Path(path)
+    provider = _provider(path)  # first: it names a missing projectaria_tools
+    from projectaria_tools.core.stream_id import StreamId
+
+    config = provider.get_image_configuration(StreamId(RGB_STREAM))
+    return int(config.image_width), int(config.image_height)
 
 
 def rgb_camera(path: str | Path) -> AriaCamera:
