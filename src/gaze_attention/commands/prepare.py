@@ -43,9 +43,7 @@ def _quality(text: str) -> int:
 EXAMPLES = """examples:
   gaze-attention prepare RAW prepared --splits 1 --flow dis          # EGTEA split 1, fast flow
   gaze-attention prepare RAW prepared --flow tvl1 --workers 16       # the paper's flow (slow)
-  gaze-attention prepare demo_raw demo_prepared --flow dis --size 170x128
-  gaze-attention prepare RAW prepared --flow dis                     # RAW/segments.csv, videos/, gaze/
-  gaze-attention prepare ego4d_project prepared --videos v2/full_scale --gaze v2/gaze --flow dis
+  gaze-attention prepare ego4d_project prepared --videos v2/full_scale --gaze v2/gaze --flow dis  # segments.csv
 """
 
 
@@ -185,43 +183,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gaze_attention.data.egtea import AnnotationError
-    from gaze_attention.data.prepare import PrepareError, PrepareOptions, prepare
+    from gaze_attention.data.prepare import PrepareOptions, prepare
 
     if not os.path.isdir(args.raw_dir):
         return error(f"RAW_DIR {args.raw_dir}: no such folder (the unpacked EGTEA release or your recordings)")
     if args.annotations is not None and not os.path.isdir(args.annotations):
         return error(f"--annotations {args.annotations}: no such folder")
-    try:
-        options = PrepareOptions(
-            splits=args.splits,
-            flow=args.flow,
-            size=args.size,
-            workers=args.workers,  # 0: the main process, as 1
-            min_frames=args.min_frames,
-            jpeg_quality=args.jpeg_quality,
-            annotations=args.annotations,
-            allow_missing_gaze=args.allow_missing_gaze,
-            progress=not args.no_progress,
-            shard=args.shard,
-            flow_device=args.device,
-            estimate=True,
-            segments=args.segments,
-            videos=args.videos,
-            gaze=args.gaze,
-            calibration=args.calibration,
-            segments_in_frames=args.segments_in_frames,
-            gaze_offset=args.gaze_offset,
-            min_confidence=args.min_confidence,
-            gaze_clock=args.gaze_clock,
-            aria_rotate=args.aria_rotate,
-            ivt_velocity=args.ivt_velocity,
-            ivt_velocity_norm=args.ivt_velocity_norm,
-            ivt_min_fixation=args.ivt_min_fixation,
-        )
-        result = prepare(args.raw_dir, args.out_dir, options=options)
-    except (PrepareError, AnnotationError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    options = PrepareOptions(
+        splits=args.splits,
+        flow=args.flow,
+        size=args.size,
+        workers=args.workers,  # 0: the main process, as 1
+        min_frames=args.min_frames,
+        jpeg_quality=args.jpeg_quality,
+        annotations=args.annotations,
+        allow_missing_gaze=args.allow_missing_gaze,
+        progress=not args.no_progress,
+        shard=args.shard,
+        flow_device=args.device,
+        estimate=True,
+        segments=args.segments,
+        videos=args.videos,
+        gaze=args.gaze,
+        calibration=args.calibration,
+        segments_in_frames=args.segments_in_frames,
+        gaze_offset=args.gaze_offset,
+        min_confidence=args.min_confidence,
+        gaze_clock=args.gaze_clock,
+        aria_rotate=args.aria_rotate,
+        ivt_velocity=args.ivt_velocity,
+        ivt_velocity_norm=args.ivt_velocity_norm,
+        ivt_min_fixation=args.ivt_min_fixation,
+    )
+    result = prepare(args.raw_dir, args.out_dir, options=options)
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
