@@ -28,7 +28,7 @@ OPTIMIZERS = ("sgd", "adamw")
 OPTIMIZER_LABELS = {"sgd": "SGD", "adamw": "AdamW"}  # as reports and docs spell them
 
 # Bundled model presets (gaze_attention.models.PRESETS holds their ModelConfig).
-MODEL_PRESETS = ("paper", "tiny")
+MODEL_PRESETS = ("paper", "tiny", "vit-b", "timesformer-b", "vit-tiny")
 
 __all__ = [
     "ESTIMATORS",

@@ -68,8 +68,12 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as exc:  # pickle errors name no file; ours does
         raise ValueError(f"cannot read {path} as a tensors-only PyTorch state dict: {exc}") from exc
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
+    # Training scripts wrap the weights: `state_dict` (Lightning and others), `model` or
+    # `module` (the original VideoMAE / timm releases).
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
     out: dict[str, torch.Tensor] = {}
