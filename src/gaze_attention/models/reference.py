@@ -14,6 +14,7 @@ arbitrary unpickling. Key names map onto ours by a prefix: base -> `backbone.`, 
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import re
@@ -56,7 +57,10 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # The original VideoMAE / timm training checkpoints also hold their `args` Namespace: a
+        # plain attribute bag, allowed; anything else that is not a tensor is still refused.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message suggests weights_only=False; for a file of unknown origin that would
         # run the code it holds, so say what was found instead.
