@@ -257,6 +257,8 @@ def test_timesformer_learned_tables_interpolated(tmp_path) -> None:
     assert torch.allclose(grid, grid[:, :1])  # constant along each row stays so
     assert grid[0, 0, 0] == 0 and grid[-1, 0, 0] == 3 and (grid[1:, 0, 0] >= grid[:-1, 0, 0]).all()
     assert tim[0, 0, 0] == 0 and tim[0, -1, 0] == 1 and (tim[0, 1:, 0] >= tim[0, :-1, 0]).all()
+    # interpolated, not repeated: more distinct values than the checkpoint had
+    assert tim[0, :, 0].unique().numel() > 4 and grid[:, 0, 0].unique().numel() > 4
 
 
 def test_param_groups_layer_decay() -> None:
