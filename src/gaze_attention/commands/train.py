@@ -45,6 +45,7 @@ _FLAGS = {
     "init_reference": "init.reference_prefix",
     "init_base": "init.base",
     "kinetics": "init.kinetics",
+    "backbone": "init.backbone",
 }
 
 
@@ -140,7 +141,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(required by the paper preset unless --from-scratch; default: none)",
     )
     parser.add_argument(
-        "--from-scratch", action="store_true", help="train without the Kinetics backbone the paper preset requires"
+        "--backbone",
+        metavar="PATH",
+        help="published ViT backbone weights: a Hugging Face folder (config.json + model.safetensors), or a "
+        "VideoMAE .pth (required by the vit-b and timesformer-b presets unless --from-scratch; default: none)",
+    )
+    parser.add_argument(
+        "--from-scratch", action="store_true",
+        help="train without the pre-trained backbone the paper, vit-b and timesformer-b presets require",
     )
     parser.add_argument("--resume", metavar="PATH",
                         help="run folder or checkpoint to continue from (default: start afresh)")
