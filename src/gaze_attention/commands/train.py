@@ -62,7 +62,9 @@ def _preset_values() -> dict[str, dict[str, object]]:
 
     folder = Path(__file__).resolve().parent.parent / "presets"
     out: dict[str, dict[str, object]] = {}
-    names = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda n: (n != "paper", n))
+    # The paper's first, then the other I3D presets, then the ViT ones.
+    names = sorted((p.stem for p in folder.glob("*.yaml")),
+                   key=lambda n: (n != "paper", n.startswith(("vit-", "timesformer-")), n))
     for name in names:
         try:
             doc = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")) or {}
