@@ -6,8 +6,10 @@ Both run the same random ViT-B/16 weights (ours loaded from the folder `save_pre
 writes) on one clip of FRAMES x 224 x 224: forward (no grad) and a training step (forward,
 backward of a squared-mean loss), fp32 and bf16 autocast, best of REPS with ours and theirs
 interleaved. Peak memory of our training step with and without gradient checkpointing: each
-in a fresh subprocess, as the rise of the process's peak RSS (`resource.getrusage` ru_maxrss)
-over one step, after the model and input exist.
+in a fresh subprocess, the process's peak RSS (`resource.getrusage` ru_maxrss) after one step
+minus its RSS (/proc/self/statm) before it, the model (random weights) and input built; and
+the activations autograd saves for backward (`saved_tensors_hooks`, weights excluded), which
+the allocator's reuse of freed memory does not blur.
 """
 
 from __future__ import annotations
@@ -84,32 +86,54 @@ def timings(folder: Path, hf: torch.nn.Module, frames: int, reps: int) -> list[d
     return rows
 
 
-def peak_memory(folder: Path, frames: int, checkpointing: bool) -> float:
-    """MiB of peak-RSS rise over one fp32 training step, in a fresh process (this script with
-    --memory-child)."""
-    cmd = [sys.executable, __file__, "--memory-child", str(folder), "--frames", str(frames)]
+def peak_memory(frames: int, checkpointing: bool) -> tuple[float, float]:
+    """(MiB of peak RSS over one fp32 training step above the RSS before it, MiB of activations
+    autograd saved for backward), in a fresh process (this script with --memory-child)."""
+    cmd = [sys.executable, __file__, "--memory-child", "--frames", str(frames)]
     out = subprocess.run(cmd + (["--checkpointing"] if checkpointing else []), capture_output=True, text=True,
                          check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    rss, saved = out.stdout.strip().splitlines()[-1].split()
+    return float(rss), float(saved)
 
 
-def memory_child(folder: Path, frames: int, checkpointing: bool) -> None:
-    m = _ours(folder, frames, checkpointing).train()
+def _rss_mib() -> float:
+    """Resident set size now (MiB), from /proc/self/statm."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def memory_child(frames: int, checkpointing: bool) -> None:
+    # Random weights, not loaded ones: loading holds extra copies whose peak would hide the step's.
+    m = build_model("vit-b", frames=frames, num_classes=2,
+                    backbone_config={"grid": None, "drop_path": 0.0, "grad_checkpointing": checkpointing}).backbone
+    m.train()
     x = torch.randn(1, 3, frames, 224, 224)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    m.tokens(x)[1].square().mean().backward()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    weights = {p.data_ptr() for p in m.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() not in weights:  # activations only, each storage once
+            saved[t.data_ptr()] = max(saved.get(t.data_ptr(), 0), t.numel() * t.element_size())
+        return t
+
+    before = _rss_mib()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = m.tokens(x)[1]
+    out.square().mean().backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(peak - before, sum(saved.values()) / 2**20)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=8, help="clip length (16 is vit-b's; 8 keeps it to minutes)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-only", action="store_true", help="only the peak-memory measurement")
     ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.frames, args.checkpointing)
+        memory_child(args.frames, args.checkpointing)
         return
     import transformers
 
@@ -126,13 +150,14 @@ def main() -> None:
         tokens = args.frames // 2 * 14 * 14
         print(f"ViT-B/16 VideoMAE, batch 1, {args.frames} x 224 x 224 ({tokens} tokens); "
               f"transformers attention: {hf.config._attn_implementation}")
-        rows = timings(folder, hf, args.frames, args.reps)
+        rows = [] if args.memory_only else timings(folder, hf, args.frames, args.reps)
         print(f"{'step':<11} {'precision':<9} {'ours s':>8} {'HF s':>8} {'HF/ours':>8}")
         for r in rows:
             print(f"{r['what']:<11} {r['precision']:<9} {r['ours_s']:8.3f} {r['hf_s']:8.3f} {r['speedup']:8.2f}x")
-        mem = {c: peak_memory(folder, args.frames, c) for c in (False, True)}
-        print(f"peak RSS rise of one fp32 training step (ours): {mem[False]:.0f} MiB; "
-              f"with gradient checkpointing {mem[True]:.0f} MiB ({mem[True] / mem[False]:.2f}x)")
+        mem = {c: peak_memory(args.frames, c) for c in (False, True)}
+        for c in (False, True):
+            print(f"ours, batch 1, fp32 training step{' with gradient checkpointing' if c else ''}: peak RSS "
+                  f"{mem[c][0]:.0f} MiB above the RSS before it; activations saved for backward {mem[c][1]:.0f} MiB")
         print(json.dumps({"rows": rows, "peak_mib": {"plain": mem[False], "checkpointing": mem[True]}}))
 
 
