@@ -1,13 +1,15 @@
-"""The ViT presets' demand for published backbone weights (`--backbone`), the recipe keys,
-and a CLI training run of `vit-tiny`."""
+"""The ViT presets' demand for published backbone weights (`--backbone`) and its way into the
+training init; the recipe keys."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+import gaze_attention as ga
 from gaze_attention.cli import main as cli_main
 from gaze_attention.engine.config import load_config
-from gaze_attention.engine.init import InitRequiredError, check_init
+from gaze_attention.engine.init import InitRequiredError, check_init, init_files
 
 
 @pytest.mark.parametrize(("preset", "hub"), [("vit-b", "MCG-NJU/videomae-base"),
@@ -40,3 +42,23 @@ def test_backbone_flag_and_recipe_keys(capsys):
         load_config("vit-b", {"optim.layer_decay": 1.5})
     with pytest.raises(ValueError, match="optim.schedule 'linear' is not one of step, cosine"):
         load_config("vit-b", {"optim.schedule": "linear"})
+
+
+def test_backbone_weights_reach_the_training_init(tmp_path):
+    """--backbone goes where training loads its initial weights (init_files ->
+    load_reference_checkpoint, as engine/train.py calls them)."""
+    small = {"model.frames": 8, "model.crop": 64}
+    torch.manual_seed(11)
+    src = ga.build_model("vit-tiny", num_classes=3, frames=8, crop=64)
+    pth = tmp_path / "vit.pth"
+    torch.save({"model": src.backbone.state_dict()}, pth)
+    cfg = load_config("vit-tiny", {**small, "init.backbone": str(pth)})
+    check_init(cfg)
+    files = init_files(cfg)
+    assert files == {"base": str(pth)}
+    torch.manual_seed(12)
+    dst = ga.build_model(cfg.model.preset, num_classes=3, **cfg.model.overrides())
+    assert not torch.equal(dst.backbone.blocks[0].attn.qkv.weight, src.backbone.blocks[0].attn.qkv.weight)
+    assert ga.load_reference_checkpoint(dst, files.get("base")) == ["base"]
+    for (name, a), b in zip(src.backbone.state_dict().items(), dst.backbone.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

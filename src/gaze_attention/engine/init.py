@@ -81,6 +81,8 @@ def init_files(cfg: TrainConfig) -> dict[str, str]:
     for part in ("base", "gaze", "attn", "rgb", "flow"):
         if getattr(i, part):
             files[part] = getattr(i, part)
+    if i.backbone:  # --backbone: the ViT's published weights (or a two-stream *_base.pt)
+        files["base"] = i.backbone
     return files
 
 
@@ -116,11 +118,11 @@ def check_init(cfg: TrainConfig) -> None:
     if cfg.run.resume:
         return
     files = init_files(cfg)
-    for part, path in files.items():
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"init.{part}: no such file: {path}")
     if cfg.init.backbone and not Path(cfg.init.backbone).exists():
         raise FileNotFoundError(f"init.backbone: no such file or folder: {cfg.init.backbone}")
+    for part, path in files.items():
+        if not Path(path).is_file() and not (path == cfg.init.backbone and Path(path).is_dir()):
+            raise FileNotFoundError(f"init.{part}: no such file: {path}")
     if not cfg.init.require_backbone:
         return
     kind = _backbone_kind(cfg)
@@ -128,8 +130,6 @@ def check_init(cfg: TrainConfig) -> None:
         if not cfg.init.backbone:
             raise InitRequiredError(missing_vit_backbone_message(cfg, kind))
         return
-    if cfg.init.backbone:
-        files["base"] = cfg.init.backbone  # a two-stream *_base.pt
     has_rgb = "base" in files or "rgb" in files
     has_flow = "base" in files or "flow" in files or not _uses_flow(cfg)
     if not (has_rgb and has_flow):

@@ -125,14 +125,23 @@ def load_reference_checkpoint(
 ) -> list[str]:
     """Load the authors' files into a `GazeAttentionNet` in place, checking every key strictly.
 
-    base: `*_base.pt` or the Kinetics `i3d_both_base.pt`; gaze: `*_gaze.pt`; attn:
+    base: `*_base.pt` or the Kinetics `i3d_both_base.pt` (for a ViT backbone: its published
+    weights, see `load_backbone_weights`); gaze: `*_gaze.pt`; attn:
     `*_attn.pt`; rgb / flow: single-stream Kinetics I3D files (classifier ignored). Parts not
     given keep their current weights. Returns the names of the parts loaded. Raises
     `CheckpointMismatchError` listing missing, unexpected and wrongly shaped keys.
     """
+    loaded: list[str] = []
+    backbone = getattr(model, "backbone", None)
+    if base is not None and backbone is not None and not hasattr(backbone, "model_rgb"):
+        # A ViT backbone: `base` is its published weights (a Hugging Face folder or a .pth).
+        from gaze_attention.models.vit_weights import load_backbone_weights
+
+        load_backbone_weights(model, base)
+        loaded.append("base")
+        base = None
     model_state = model.state_dict()
     update: dict[str, torch.Tensor] = {}
-    loaded: list[str] = []
     for name, path in (("base", base), ("gaze", gaze), ("attn", attn)):
         if path is None:
             continue

@@ -237,7 +237,15 @@ def load_backbone_weights(model: nn.Module, path: PathLike) -> list[str]:
     model_state = backbone.state_dict()
     resized: list[str] = []
     if Path(path).is_dir():
-        _, _, (frames, size) = hf_backbone_config(path)
+        _, arch, (frames, size) = hf_backbone_config(path)
+        differ = [f"{k} {v} (model: {backbone.config[k]})" for k, v in arch.items()
+                  if k in ("layer_norm_eps", "hidden_act", "mean", "std") and backbone.config[k] != v]
+        if differ:
+            notes.append(
+                f"{path}/config.json differs where shapes do not show it, kept the model's: {', '.join(differ)} "
+                "(build_model(..., backbone_weights=PATH) follows the file)"
+            )
+            warnings.warn(notes[-1], BackboneWeightsWarning, stacklevel=2)
         if backbone.kind == "videomae" and (frames, size) != (backbone.frames, backbone.crop):
             resized.append(
                 f"{source}: sinusoidal position table regenerated for {backbone.frames} frames of "
