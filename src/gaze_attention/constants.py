@@ -31,7 +31,7 @@ OPTIMIZER_LABELS = {"sgd": "SGD", "adamw": "AdamW"}  # as reports and docs spell
 PREPARED_SIZE = (340, 256)
 
 # Bundled model presets (gaze_attention.models.PRESETS holds their ModelConfig).
-MODEL_PRESETS = ("paper", "tiny")
+MODEL_PRESETS = ("paper", "tiny", "vit-b", "timesformer-b", "vit-tiny")
 
 __all__ = [
     "ESTIMATORS",

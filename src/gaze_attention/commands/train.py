@@ -44,6 +44,7 @@ _FLAGS = {
     "init_reference": "init.reference_prefix",
     "init_base": "init.base",
     "kinetics": "init.kinetics",
+    "backbone": "init.backbone",
 }
 
 
@@ -60,7 +61,9 @@ def _preset_values() -> dict[str, dict[str, object]]:
 
     folder = Path(__file__).resolve().parent.parent / "presets"
     out: dict[str, dict[str, object]] = {}
-    names = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda n: (n != "paper", n))
+    # The paper's first, then the other I3D presets, then the ViT ones.
+    names = sorted((p.stem for p in folder.glob("*.yaml")),
+                   key=lambda n: (n != "paper", n.startswith(("vit-", "timesformer-")), n))
     for name in names:
         try:
             doc = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")) or {}
@@ -139,7 +142,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(required by the paper preset unless --from-scratch; default: none)",
     )
     parser.add_argument(
-        "--from-scratch", action="store_true", help="train without the Kinetics backbone the paper preset requires"
+        "--backbone",
+        metavar="PATH",
+        help="published ViT backbone weights: a Hugging Face folder (config.json + model.safetensors), or a "
+        "VideoMAE .pth (required by the vit-b and timesformer-b presets unless --from-scratch; default: none)",
+    )
+    parser.add_argument(
+        "--from-scratch", action="store_true",
+        help="train without the pre-trained backbone the paper, vit-b and timesformer-b presets require",
     )
     parser.add_argument("--resume", metavar="PATH",
                         help="run folder or checkpoint to continue from (default: start afresh)")

@@ -95,6 +95,10 @@ class OptimSpec:
     clip_grad: float | None = 20.0
     batch_size: int = 8  # global: divided over the processes of a distributed run
     warmup: int = 0  # iterations of linear learning-rate warm-up from lr/warmup (0: none, the paper)
+    # ViT fine-tuning (VideoMAE's recipe; models.param_groups): lr x layer_decay per block from
+    # the top (1.0: one lr for all), and the schedule after warm-up: step (milestones) | cosine.
+    layer_decay: float = 1.0
+    schedule: str = "step"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,9 @@ class InitSpec:
     rgb: str | None = None  # single-stream Kinetics I3D (`rgb_imagenet.pt`)
     flow: str | None = None  # (`flow_imagenet.pt`)
     kinetics: str | None = None  # i3d_both_base.pt, or a folder with it or rgb/flow_imagenet.pt
+    # Published backbone weights for build_model(backbone_weights=...): a Hugging Face folder
+    # (config.json + model.safetensors) or a VideoMAE .pth for a ViT; a two-stream *_base.pt for I3D.
+    backbone: str | None = None
     require_backbone: bool = False  # refuse to train without a backbone init (engine/init.py)
 
     def any(self) -> bool:
@@ -201,6 +208,10 @@ class TrainConfig:
             problems.append("optim.milestones must be positive (iterations, or fractions of optim.iters below 1)")
         if self.optim.warmup < 0:
             problems.append("optim.warmup must be >= 0")
+        if not 0 < self.optim.layer_decay <= 1:
+            problems.append("optim.layer_decay must be in (0, 1]")
+        if self.optim.schedule not in ("step", "cosine"):
+            problems.append(f"optim.schedule {self.optim.schedule!r} is not one of step, cosine")
         if self.estimator.eps_every < 1:
             problems.append("estimator.eps_every must be >= 1")
         if self.run.keep_last < 1:

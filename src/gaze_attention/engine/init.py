@@ -30,6 +30,22 @@ class InitRequiredError(GazeAttentionError, ValueError):
     """The config needs initial backbone weights and none were given."""
 
 
+# Where each ViT preset's published weights come from (Hugging Face hub names).
+HF_WEIGHTS = {
+    "videomae": "MCG-NJU/videomae-base (pre-trained) or MCG-NJU/videomae-base-finetuned-kinetics",
+    "timesformer": "facebook/timesformer-base-finetuned-k400",
+}
+
+
+def _backbone_kind(cfg: TrainConfig) -> str:
+    from gaze_attention.models import PRESETS
+
+    if cfg.model.backbone is not None:
+        return cfg.model.backbone
+    preset = PRESETS.get(cfg.model.preset)
+    return "i3d" if preset is None else preset.backbone
+
+
 def _uses_flow(cfg: TrainConfig) -> bool:
     from gaze_attention.models import PRESETS
 
@@ -66,6 +82,8 @@ def init_files(cfg: TrainConfig) -> dict[str, str]:
     for part in ("base", "gaze", "attn", "rgb", "flow"):
         if getattr(i, part):
             files[part] = getattr(i, part)
+    if i.backbone:  # --backbone: the ViT's published weights (or a two-stream *_base.pt)
+        files["base"] = i.backbone
     return files
 
 
@@ -82,6 +100,18 @@ def missing_backbone_message(cfg: TrainConfig) -> str:
     )
 
 
+def missing_vit_backbone_message(cfg: TrainConfig, kind: str) -> str:
+    return (
+        f"the {cfg.model.preset!r} training preset fine-tunes a pre-trained {kind} backbone, as the published "
+        "results do. Give its weights once:\n"
+        "  --backbone PATH     a Hugging Face folder (config.json + model.safetensors), or an original\n"
+        "                      VideoMAE .pth (in a config: init.backbone: PATH)\n"
+        f"Where they come from: the Hugging Face hub, {HF_WEIGHTS.get(kind, kind)}, e.g.\n"
+        f"  huggingface-cli download {HF_WEIGHTS.get(kind, kind).split()[0]} --local-dir weights/{kind}\n"
+        "Or pass --from-scratch (init.require_backbone: false) to train without them."
+    )
+
+
 def check_init(cfg: TrainConfig) -> None:
     """Raise InitRequiredError when the config needs a backbone and has none; FileNotFoundError
     naming the file when a given one does not exist. A resumed run takes its weights from the
@@ -89,10 +119,17 @@ def check_init(cfg: TrainConfig) -> None:
     if cfg.run.resume:
         return
     files = init_files(cfg)
+    if cfg.init.backbone and not Path(cfg.init.backbone).exists():
+        raise FileNotFoundError(f"init.backbone: no such file or folder: {cfg.init.backbone}")
     for part, path in files.items():
-        if not Path(path).is_file():
+        if not Path(path).is_file() and not (path == cfg.init.backbone and Path(path).is_dir()):
             raise FileNotFoundError(f"init.{part}: no such file: {path}")
     if not cfg.init.require_backbone:
+        return
+    kind = _backbone_kind(cfg)
+    if kind != "i3d":
+        if not cfg.init.backbone:
+            raise InitRequiredError(missing_vit_backbone_message(cfg, kind))
         return
     has_rgb = "base" in files or "rgb" in files
     has_flow = "base" in files or "flow" in files or not _uses_flow(cfg)
@@ -100,4 +137,11 @@ def check_init(cfg: TrainConfig) -> None:
         raise InitRequiredError(missing_backbone_message(cfg))
 
 
-__all__ = ["InitRequiredError", "check_init", "init_files", "kinetics_files", "missing_backbone_message"]
+__all__ = [
+    "InitRequiredError",
+    "check_init",
+    "init_files",
+    "kinetics_files",
+    "missing_backbone_message",
+    "missing_vit_backbone_message",
+]

@@ -64,7 +64,7 @@ from gaze_attention.engine.signals import StopRequest
 from gaze_attention.engine.train_state import TrainState, read_train_state
 from gaze_attention.errors import GazeAttentionError
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
-from gaze_attention.models import GazeAttentionNet, build_model, load_reference_checkpoint
+from gaze_attention.models import GazeAttentionNet, build_model, load_initial_weights
 
 # Re-exported: these lived here before the schedules and the watch had modules of their own.
 __all__ = [
@@ -130,7 +130,7 @@ def _init_weights(model: GazeAttentionNet, cfg: TrainConfig) -> list[str]:
     files = init_files(cfg)
     if not files:
         return []
-    return load_reference_checkpoint(
+    return load_initial_weights(
         model, files.get("base"), files.get("gaze"), files.get("attn"), rgb=files.get("rgb"), flow=files.get("flow")
     )
 

@@ -1,15 +1,17 @@
 """The gaze-integrated attention network.
 
 Min & Corso, "Integrating Human Gaze into Attention for Egocentric Activity Recognition",
-WACV 2021. A two-stream I3D gives `MaxPool3d_5a_2x2` (x4) and `Mixed_5c` (x5) endpoints,
-fused by summing the streams; a gaze head predicts per-slice logits over the S x S grid from
-x4; a gaze sample z drives a soft attention map sigmoid(FC(z)) over x5; the attended and the
-plain pooled features are summed and classified.
+WACV 2021. A backbone (the paper's two-stream I3D, or a video transformer) gives the gaze
+head's input and the features, both [B, C, T', S, S]; a gaze head predicts per-slice logits
+over the S x S grid; a gaze sample z drives a soft attention map sigmoid(FC(z)) over the
+features; the attended and the plain pooled features are summed and classified.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import copy
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -17,17 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gaze_attention.estimators import GAZE_MODES, gaze_sample
-from gaze_attention.models.i3d import (
-    BN_EPS,
-    BN_MOMENTUM,
-    INCEPTION_CHANNELS,
-    SPATIAL_STRIDE,
-    TEMPORAL_STRIDE,
-    InceptionI3d,
-    InceptionModule,
-    output_grid,
-    scaled,
-)
+from gaze_attention.models.backbone import Backbone, TwoStreamI3D
+from gaze_attention.models.i3d import BN_EPS, BN_MOMENTUM, INCEPTION_CHANNELS, InceptionModule, scaled
+from gaze_attention.models.registry import backbone_class
 
 
 @dataclass(frozen=True)
@@ -41,11 +35,16 @@ class ModelConfig:
     use_flow: bool = True
     dropout: float = 0.7
     bn_momentum: float = BN_MOMENTUM
+    # "i3d" (width, use_flow apply) | "videomae" | "timesformer" (RGB only); backbone_config
+    # holds that backbone's own keys (models/vit.py: sizes, patch, drop_path, grid, mean/std).
+    # The defaults are the I3D of checkpoints written before backbones had names.
+    backbone: str = "i3d"
+    backbone_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def grid(self) -> tuple[int, int]:
         """(T', S): temporal slices and grid side the backbone produces for this input."""
-        t, s, _ = output_grid(self.frames, self.crop, self.crop)
+        t, s, _ = backbone_class(self.backbone).grid_for(self.backbone_config, self.frames, self.crop, self.crop)
         return t, s
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +56,9 @@ class ModelConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "backbone_config" in d:
+            d["backbone_config"] = copy.deepcopy(dict(d["backbone_config"] or {}))
         return cls(**d)
 
 
@@ -67,6 +69,26 @@ PRESETS: dict[str, ModelConfig] = {
     # the channels: 29 GFLOP for a training step of 8 clips against the paper's 454 per clip.
     # BatchNorm statistics follow faster (momentum 0.1): short runs never settle them at 0.01.
     "tiny": ModelConfig(frames=24, crop=112, width=0.125, dropout=0.5, bn_momentum=0.1),
+    # VideoMAE ViT-B/16 (MCG-NJU/videomae-base*), 16 frames at 224: 8 x 14 x 14 tokens, the gaze
+    # grid pooled to 8 slices of 7 x 7 (the paper's 7 x 7 cells); gaze head after block 8 of 12.
+    "vit-b": ModelConfig(
+        frames=16, crop=224, use_flow=False, dropout=0.5, backbone="videomae",
+        backbone_config={"grid": [8, 7], "gaze_block": 8, "drop_path": 0.1},
+    ),
+    # TimeSformer-B (facebook/timesformer-base-finetuned-k400), 8 frames at 224: 8 x 14 x 14.
+    "timesformer-b": ModelConfig(
+        frames=8, crop=224, use_flow=False, dropout=0.5, backbone="timesformer",
+        backbone_config={"grid": [8, 7], "gaze_block": 8, "drop_path": 0.1},
+    ),
+    # CPU scale, trained from scratch: 16 frames at 112, tubelets 2 x 16 x 16 -> 8 x 7 x 7 = 392
+    # tokens (the gaze grid itself), width 192, 4 blocks of 3 heads; gaze head after block 3.
+    "vit-tiny": ModelConfig(
+        frames=16, crop=112, use_flow=False, dropout=0.5, backbone="videomae",
+        backbone_config={
+            "hidden_size": 192, "depth": 4, "heads": 3, "intermediate_size": 768, "gaze_block": 3,
+            "use_mean_pooling": False,
+        },
+    ),
 }
 
 
@@ -77,26 +99,6 @@ class GazeAttentionOutput(NamedTuple):
     z: torch.Tensor  # [B, T', S, S]  the gaze map the head used
     features: torch.Tensor  # [B, C_f, T', S, S]  x5
     attention: torch.Tensor  # [B, T', S, S]  sigmoid(a)
-
-
-class TwoStreamI3D(nn.Module):
-    """RGB (3 ch) and optional flow (2 ch) I3D; endpoints summed across streams."""
-
-    def __init__(self, *, width: float = 1.0, use_flow: bool = True) -> None:
-        super().__init__()
-        self.model_rgb = InceptionI3d(3, width)
-        self.model_flow = InceptionI3d(2, width) if use_flow else None
-        self.pool5_channels = self.model_rgb.pool5_channels
-        self.out_channels = self.model_rgb.out_channels
-
-    def forward(
-        self, rgb: torch.Tensor, flow: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x4, x5 = self.model_rgb(rgb)  # [B, 832, T', S, S], [B, 1024, T', S, S]
-        if self.model_flow is not None:
-            f4, f5 = self.model_flow(flow)
-            x4, x5 = x4 + f4, x5 + f5
-        return x4, x5
 
 
 class GazeHead(nn.Module):
@@ -122,6 +124,22 @@ class GazeHead(nn.Module):
         x = F.relu(self.b1(self.g1(x)))
         x = F.relu(self.b2(self.g2(x)))
         return self.g3(x).squeeze(1)  # [B, T', S, S]
+
+
+class TokenGazeHead(nn.Module):
+    """Per-slice gaze logits from a transformer's token map [B, C, T', S, S]: LayerNorm over
+    channels, a 1x3x3 conv to C/4 channels, GELU, a 1x1x1 conv to one logit per cell."""
+
+    def __init__(self, in_channels: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        hidden = max(8, in_channels // 4)
+        self.norm = nn.LayerNorm(in_channels, eps=eps)
+        self.g1 = nn.Conv3d(in_channels, hidden, (1, 3, 3), padding=(0, 1, 1))
+        self.g2 = nn.Conv3d(hidden, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x.movedim(1, -1)).movedim(-1, 1)  # [B, C, T', S, S]
+        return self.g2(F.gelu(self.g1(x))).squeeze(1)  # [B, T', S, S]
 
 
 class AttentionHead(nn.Module):
@@ -204,21 +222,49 @@ class AttentionHead(nn.Module):
         return torch.logsumexp(logits, -1) - target.squeeze(-1)
 
 
+def _with_overrides(config: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
+    """`replace`, except that a `backbone_config` override adds to the preset's keys (a new
+    `backbone` name starts from that backbone's defaults)."""
+    overrides = dict(overrides)
+    if "backbone_config" in overrides:
+        same = overrides.get("backbone", config.backbone) == config.backbone
+        base = config.backbone_config if same else {}
+        overrides["backbone_config"] = {**copy.deepcopy(base), **dict(overrides["backbone_config"] or {})}
+    elif overrides.get("backbone", config.backbone) != config.backbone:
+        overrides["backbone_config"] = {}
+    return replace(config, **overrides)
+
+
+def build_backbone(cfg: ModelConfig) -> Backbone:
+    """The backbone a ModelConfig names, with its config."""
+    cls = backbone_class(cfg.backbone)
+    if cls is TwoStreamI3D:
+        if cfg.backbone_config:
+            raise ValueError(f"the i3d backbone takes no backbone_config keys, got {sorted(cfg.backbone_config)}")
+        return TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow)
+    if cfg.use_flow:
+        raise ValueError(f"the {cfg.backbone} backbone is RGB-only: set use_flow: false")
+    return cls(cfg.backbone_config, frames=cfg.frames, crop=cfg.crop)
+
+
 class GazeAttentionNet(nn.Module):
-    """Two-stream I3D + gaze head + gaze-driven attention head."""
+    """Backbone + gaze head + gaze-driven attention head."""
 
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         """Built from its config (stored in checkpoints); keyword `overrides` replace single
         fields of it, e.g. `GazeAttentionNet(PRESETS["tiny"], num_classes=3)`."""
         super().__init__()
-        cfg = replace(config or ModelConfig(), **overrides)
+        cfg = _with_overrides(config or ModelConfig(), overrides)
         if cfg.num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {cfg.num_classes}")
         if cfg.frames < 1 or cfg.crop < 1:
             raise ValueError(f"frames and crop must be positive, got {cfg.frames} and {cfg.crop}")
         self.config = cfg
-        self.backbone = TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow)
-        self.gaze = GazeHead(self.backbone.pool5_channels, width=cfg.width)
+        self.backbone = build_backbone(cfg)
+        if isinstance(self.backbone, TwoStreamI3D):
+            self.gaze: nn.Module = GazeHead(self.backbone.pool5_channels, width=cfg.width)
+        else:
+            self.gaze = TokenGazeHead(self.backbone.gaze_channels)
         self.head = AttentionHead(
             features=self.backbone.out_channels,
             num_classes=cfg.num_classes,
@@ -250,22 +296,31 @@ class GazeAttentionNet(nn.Module):
                 )
         elif flow is not None:
             raise ValueError("this model is RGB-only (use_flow=False): pass flow=None")
-        got = output_grid(*rgb.shape[2:])
+        kind = backbone_class(cfg.backbone)
+        size = tuple(rgb.shape[2:])
+        problem = kind.clip_problem(cfg.backbone_config, *size)
+        got = None if problem else kind.grid_for(cfg.backbone_config, *size)
         want = (cfg.grid[0], cfg.grid[1], cfg.grid[1])
+        if problem:
+            raise ValueError(
+                f"input clip [T, H, W] = {list(size)} does not fit this model ({problem}): "
+                f"expected {cfg.frames} frames of {cfg.crop}x{cfg.crop}"
+            )
         if got != want:
             raise ValueError(
-                f"input clip [T, H, W] = {list(rgb.shape[2:])} gives a {got} grid, but this model's "
-                f"attention head is built for {want} (T' = ceil(T/{TEMPORAL_STRIDE}), "
-                f"S = ceil(H/{SPATIAL_STRIDE})): expected {cfg.frames} frames of "
-                f"{cfg.crop}x{cfg.crop}"
+                f"input clip [T, H, W] = {list(size)} gives a {got} grid, but this model's "
+                f"attention head is built for {want} ({kind.grid_rule(cfg.backbone_config)}): "
+                f"expected {cfg.frames} frames of {cfg.crop}x{cfg.crop}"
             )
 
     def forward_features(
         self, rgb: torch.Tensor, flow: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused backbone endpoints (x4 [B, 832, T', S, S], x5 [B, 1024, T', S, S])."""
+        """(gaze head input, features), both [B, C, T', S, S]: for the I3D the fused endpoints
+        x4 [B, 832, T', S, S] and x5 [B, 1024, T', S, S]; for a ViT the pooled tokens after
+        `gaze_block` and after the last block. rgb in [-1, 1]: the backbone normalises it."""
         self._check_inputs(rgb, flow)
-        return self.backbone(rgb, flow)
+        return self.backbone.forward_features(rgb, flow)
 
     def forward(
         self,
@@ -314,12 +369,28 @@ class GazeAttentionNet(nn.Module):
         )
 
 
-def build_model(preset: str | ModelConfig = "paper", **overrides: Any) -> GazeAttentionNet:
-    """Build a network from a preset name ("paper", "tiny") or a ModelConfig, with overrides."""
+def build_model(
+    preset: str | ModelConfig = "paper", *, backbone_weights: str | os.PathLike | None = None, **overrides: Any
+) -> GazeAttentionNet:
+    """Build a network from a preset name (`PRESETS`) or a ModelConfig, with overrides.
+
+    backbone_weights: published backbone weights, loaded strictly (`load_backbone_weights`):
+    for a ViT a Hugging Face folder (its config.json then sets the architecture keys and its
+    preprocessor_config.json the mean/std; a warning names what differs from the preset) or a
+    `.pth`/`.bin`/`.safetensors` file; for the I3D a two-stream `*_base.pt`.
+    """
     if isinstance(preset, ModelConfig):
         cfg = preset
     else:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
         cfg = PRESETS[preset]
-    return GazeAttentionNet(cfg, **overrides)
+    if backbone_weights is None:
+        return GazeAttentionNet(cfg, **overrides)
+    from gaze_attention.models.vit_weights import architecture_overrides, load_backbone_weights
+
+    cfg = _with_overrides(cfg, overrides)
+    cfg = _with_overrides(cfg, architecture_overrides(cfg, backbone_weights))
+    model = GazeAttentionNet(cfg)
+    load_backbone_weights(model, backbone_weights)
+    return model

@@ -14,6 +14,7 @@ arbitrary unpickling. Key names map onto ours by a prefix: base -> `backbone.`, 
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import re
@@ -59,7 +60,10 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # The original VideoMAE / timm training checkpoints also hold their `args` Namespace: a
+        # plain attribute bag, allowed; anything else that is not a tensor is still refused.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message suggests weights_only=False; for a file of unknown origin that would
         # run the code it holds, so say what was found instead.
@@ -71,8 +75,12 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as exc:  # pickle errors name no file; ours does
         raise ValueError(f"cannot read {path} as a tensors-only PyTorch state dict: {exc}") from exc
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
+    # Training scripts wrap the weights: `state_dict` (Lightning and others), `model` or
+    # `module` (the original VideoMAE / timm releases).
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
     out: dict[str, torch.Tensor] = {}
@@ -120,14 +128,15 @@ def load_reference_checkpoint(
 ) -> list[str]:
     """Load the authors' files into a `GazeAttentionNet` in place, checking every key strictly.
 
-    base: `*_base.pt` or the Kinetics `i3d_both_base.pt`; gaze: `*_gaze.pt`; attn:
+    base: `*_base.pt` or the Kinetics `i3d_both_base.pt` (a ViT backbone's published weights
+    load through `vit_weights.load_initial_weights`); gaze: `*_gaze.pt`; attn:
     `*_attn.pt`; rgb / flow: single-stream Kinetics I3D files (classifier ignored). Parts not
     given keep their current weights. Returns the names of the parts loaded. Raises
     `CheckpointMismatchError` listing missing, unexpected and wrongly shaped keys.
     """
+    loaded: list[str] = []
     model_state = model.state_dict()
     update: dict[str, torch.Tensor] = {}
-    loaded: list[str] = []
     for name, path in (("base", base), ("gaze", gaze), ("attn", attn)):
         if path is None:
             continue

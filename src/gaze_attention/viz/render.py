@@ -89,8 +89,11 @@ def parse_overlays(spec: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def default_cam_layers(model: nn.Module) -> list[str]:
-    """`Mixed_5c` of each backbone stream (summed, as the streams are), else the last Conv3d."""
+    """`Mixed_5c` of each backbone stream (summed, as the streams are); for a ViT backbone the
+    last block's tokens as a [B, C, T', H', W'] map (`backbone.token_map`); else the last Conv3d."""
     names = dict(model.named_modules())
+    if "backbone.token_map" in names:
+        return ["backbone.token_map"]
     layers = [n for n in ("backbone.model_rgb.Mixed_5c", "backbone.model_flow.Mixed_5c")
               if n in names]
     if layers:
