@@ -101,3 +101,27 @@ def test_checkpoint_carries_the_training_geometry(prepared, tmp_path, tiny_confi
     state = read_train_state(result.last_checkpoint)
     assert state.schema == SCHEMA
     assert state.geometry.frame_size == (96, 72) and state.geometry.flow == "dis"
+
+
+def test_cosine_schedule_after_warmup() -> None:
+    cfg = load_config("tiny", {"optim.schedule": "cosine", "optim.iters": 110, "optim.warmup": 10, "optim.lr": 0.1})
+    assert schedules.lr_at(cfg, 4) == pytest.approx(0.05)  # warm-up
+    assert schedules.lr_at(cfg, 10) == pytest.approx(0.1)
+    assert schedules.lr_at(cfg, 60) == pytest.approx(0.05)  # half-way: half the lr
+    assert schedules.lr_at(cfg, 110) == pytest.approx(0.0, abs=1e-12)
+    assert "cosine" in schedules.describe(cfg)
+
+
+def test_vit_optimizer_has_layer_decayed_groups_and_the_schedule_keeps_them() -> None:
+    cfg = load_config("vit-tiny", {"optim.layer_decay": 0.5, "model.frames": 8, "model.crop": 64})
+    model = build_model(cfg.model.preset, num_classes=3, **cfg.model.overrides())
+    opt = schedules.make_optimizer(model, cfg, 0.1)
+    scales = sorted({g["lr_scale"] for g in opt.param_groups})
+    assert scales[-1] == 1.0 and scales[0] < 0.5  # heads at the full lr, embeddings decayed most
+    schedules.set_lr(opt, 0.02)
+    assert {round(g["lr"] / g["lr_scale"], 12) for g in opt.param_groups} == {0.02}
+    assert any(g["weight_decay"] == 0.0 for g in opt.param_groups)  # biases and norms
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == sum(p.numel() for p in model.parameters())
+    i3d = build_model("tiny", num_classes=3, frames=8, crop=64)
+    assert len(schedules.make_optimizer(i3d, load_config("tiny"), 0.1).param_groups) == 1

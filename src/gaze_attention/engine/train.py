@@ -59,7 +59,7 @@ from gaze_attention.engine.precision import resolve_for_ranks
 from gaze_attention.engine.runlock import claim_for_ranks
 from gaze_attention.engine.runlog import RunLog, StepTerms
 from gaze_attention.engine.saver import CheckpointSaver
-from gaze_attention.engine.schedules import eps_at, eps_rate, lr_at, make_optimizer
+from gaze_attention.engine.schedules import eps_at, eps_rate, lr_at, make_optimizer, set_lr
 from gaze_attention.engine.signals import StopRequest
 from gaze_attention.engine.train_state import TrainState, read_train_state
 from gaze_attention.errors import GazeAttentionError
@@ -264,7 +264,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any, records:
     if start == 0:
         loaded = _init_weights(model, cfg)
         if loaded and info.is_main:
-            print(f"initialised {', '.join(loaded)} from the reference files", flush=True)
+            print(f"initialised {', '.join(loaded)} from {', '.join(sorted(set(map(str, init_files(cfg).values()))))}",
+                  flush=True)  # fmt: skip
     model.to(dev)
     memory = torch.channels_last_3d if cfg.run.channels_last else torch.contiguous_format
     if cfg.run.channels_last:
@@ -366,7 +367,7 @@ def _open_run_folder(rs: RunState) -> None:
     rs.logger.text(
         (f"resumed from {rs.resume_dir} at iteration {rs.start}; " if rs.start else "")
         + f"{cfg.optim.iters} iterations of {cfg.model.preset} ({mcfg.frames} frames at {mcfg.crop}px, "
-        f"width {mcfg.width}), estimator {cfg.estimator.name}, batch {cfg.optim.batch_size} on "
+        f"{_network(mcfg)}), estimator {cfg.estimator.name}, batch {cfg.optim.batch_size} on "
         f"{info.world_size} process(es) ({rs.dev}), {schedule}, precision {cfg.run.precision}, seed {cfg.run.seed}; "
         f"data {cfg.data.root} split {cfg.data.split}: {len(rs.records)} training clips of "
         f"{rs.data.num_classes} classes; config {rs.run_dir / 'config.yaml'}"
@@ -414,6 +415,12 @@ def _loop(rs: RunState, loader: torch.utils.data.DataLoader, stop: StopRequest) 
             bar.close()
         rs.logger.close()
     return it
+
+
+def _network(mcfg: Any) -> str:
+    if getattr(mcfg, "backbone", "i3d") == "i3d":
+        return f"width {mcfg.width}"
+    return f"{mcfg.backbone} backbone"
 
 
 def _progress_bar(rs: RunState) -> Any:
@@ -470,8 +477,7 @@ def train_step(
     A non-finite loss or gradient raises before the update.
     """
     cfg, dev, model = rs.cfg, rs.dev, rs.model
-    for g in rs.optimizer.param_groups:
-        g["lr"] = lr
+    set_lr(rs.optimizer, lr)
     rgb = batch["rgb"].to(dev, non_blocking=True).contiguous(memory_format=rs.memory)
     flow = None
     if model.config.use_flow:
