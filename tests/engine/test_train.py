@@ -156,3 +156,24 @@ def test_reference_files_evaluate(prepared, tmp_path, capsys):
     bad[bad.index("width=0.125")] = "width=0.25"
     assert cli_main(bad) == 2
     assert "wrong shape" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", ["vit-tiny"])
+def test_resume_continues_exactly_with_a_vit_backbone(prepared, tmp_path, tiny_config, backbone):
+    """Exact resume with a ViT: AdamW moments of the layer-decayed groups, the cosine schedule,
+    drop path's RNG and the data position all continue."""
+    base = {"model.preset": backbone, "model.use_flow": False, "model.width": None, "model.dropout": 0.0,
+            "optim.optimizer": "adamw", "optim.lr": 1e-3, "optim.iters": 6, "optim.schedule": "cosine",
+            "optim.layer_decay": 0.75, "model.backbone_config": {"drop_path": 0.1, "depth": 2, "gaze_block": 1}}  # fmt: skip
+    base["run.checkpoint_every"] = 3
+    straight = train(tiny_config(prepared, tmp_path / "straight", **base), progress=False)
+    ckpt3 = tmp_path / "straight" / "checkpoints" / "ckpt-00000003"
+    resumed = train(tiny_config(prepared, tmp_path / "resumed", **dict(base, **{"run.resume": str(ckpt3)})),
+                    progress=False)  # fmt: skip
+    assert [r["iteration"] for r in resumed.history] == [4, 5, 6]
+    for a, b in zip(straight.history[3:], resumed.history, strict=True):
+        for key in ("loss", "ce", "kl", "do", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["iteration"], key)
+    w1, w2 = _weights(straight.model), _weights(resumed.model)
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-5, atol=1e-6, msg=k)
