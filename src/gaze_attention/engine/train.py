@@ -425,7 +425,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
     records = subsample_per_class(
         data.split(cfg.data.split, "train"), cfg.data.max_train_per_class, cfg.run.seed
     )
-    dataset = ClipDataset(
+    # In-memory data (data/memory.py) brings its own dataset class and needs no loader workers.
+    dataset = getattr(data, "dataset_class", ClipDataset)(
         data,
         records,
         train=True,
@@ -486,7 +487,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any) -> Train
     sampler = ShardedInfiniteSampler(
         len(dataset), rank=info.rank, world_size=info.world_size, seed=cfg.run.seed, start=start * local_bs
     )
-    workers = cfg.data.workers
+    workers = 0 if getattr(data, "in_memory", False) else cfg.data.workers
     loader = torch.utils.data.DataLoader(
         SeededDraws(dataset),
         batch_size=local_bs,
