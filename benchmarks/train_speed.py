@@ -156,6 +156,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=8, help="timed rounds (each times every variant once)")
     p.add_argument("--data", type=Path, help="a prepared folder (default: a small synthetic one)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args()
 
@@ -163,6 +164,8 @@ def main() -> None:
     if args.data is None:
         tmp = tempfile.TemporaryDirectory(prefix="train_speed-")
         args.data = make_data(Path(tmp.name))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     print(f"machine: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"matmul 2048^2: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
