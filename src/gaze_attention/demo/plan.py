@@ -123,7 +123,12 @@ class DemoPlan:
             "optim.milestones": [round(it * 8 / 18), round(it * 15 / 18)],
             "estimator.name": "none",
             "run.precision": self.precision,
+            **self.model_overrides(),
         }
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The fine-tuning network's fields that differ from `tiny` (the backbone's too)."""
+        return {f"model.{k}": v for k, v in finetune_preset().model.overrides().items()}
 
 
 @dataclass(frozen=True)

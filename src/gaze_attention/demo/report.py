@@ -335,9 +335,11 @@ def gradcam_figure(results: list[RunResult], data: Any, plan: DemoPlan, report: 
 
 
 def _network_text() -> str:
+    import dataclasses
+
     from gaze_attention.models.gaze_attention import PRESETS
 
-    c = PRESETS["tiny"]
+    c = dataclasses.replace(PRESETS["tiny"], **finetune_preset().model.overrides())
     t, s = c.grid
     return (
         f"`tiny` network ({c.frames} frames, {c.crop}×{c.crop}, T' = {t}, S = {s}, width {c.width:g} "

@@ -63,11 +63,10 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # The paper: 24 frames at 224x224, full-width two-stream I3D, 106 EGTEA actions.
     "paper": ModelConfig(),
-    # CPU scale: 16 frames at 96x96 (T' = 2, S = 3), an eighth of the channels: 14 GFLOP for
-    # a training step of 8 clips (24 frames at 112x112 until 2026-12-01: 29 GFLOP, half the
-    # speed; benchmarks/train_speed.py). BatchNorm statistics follow faster (momentum 0.1):
-    # short runs never settle them at 0.01.
-    "tiny": ModelConfig(frames=16, crop=96, width=0.125, dropout=0.5, bn_momentum=0.1),
+    # CPU scale: 24 frames at 112x112 (T' = 3, S = 4, as the paper's T' = 3), an eighth of
+    # the channels: 29 GFLOP for a training step of 8 clips against the paper's 454 per clip.
+    # BatchNorm statistics follow faster (momentum 0.1): short runs never settle them at 0.01.
+    "tiny": ModelConfig(frames=24, crop=112, width=0.125, dropout=0.5, bn_momentum=0.1),
 }
 
 
