@@ -143,10 +143,12 @@ class RunSpec:
 
 
 def plan_runs(plan: DemoPlan) -> list[RunSpec]:
-    """Every (arm, size, seed), seeds innermost so a partial demo has whole pairs; the
-    `largest_only` arms at the largest size."""
-    runs = [RunSpec(e, s, n) for n in sorted(plan.sizes) for e in plan.arms for s in plan.seeds]
-    runs += [RunSpec(e, s, plan.max_size) for e in plan.largest_only for s in plan.seeds]
+    """Every (arm, size, seed), the `largest_only` arms at the largest size; seeds outermost,
+    so a demo stopped early has whole pairs at every size for the seeds it finished."""
+    runs = []
+    for s in plan.seeds:
+        runs += [RunSpec(e, s, n) for n in sorted(plan.sizes) for e in plan.arms]
+        runs += [RunSpec(e, s, plan.max_size) for e in plan.largest_only]
     return runs
 
 
