@@ -15,7 +15,8 @@ from other jobs can only spoil, not improve):
   the crop, the gaze kept), the `tiny-finetune` preset's network (16 frames at 96x96).
 - `step`: the same step alone on a batch already in memory, before and after network.
 
-It prints the machine (CPU model, threads, a 2048^2 fp32 and bf16 matmul rate), the FLOPs of
+With `--threads 1` the times are CPU seconds of this process, which other jobs on a shared
+machine do not inflate; otherwise wall-clock seconds. It prints the machine (CPU model, threads, a 2048^2 fp32 and bf16 matmul rate), the FLOPs of
 each step (`torch.utils.flop_counter`) and the share of the fp32 matmul rate each reaches.
 The data set is a small synthetic one made in a temporary folder (DIS flow, 170x128 as the
 demo's), or --data DIR.
@@ -72,11 +73,12 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     c = torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=c)
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         torch.mm(a, b, out=c)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return 2 * n**3 / best / 1e9
 
 
@@ -153,13 +155,17 @@ class Variant:
         return float(counter.get_total_flops())
 
 
-def round_robin(fns: dict[str, object], rounds: int) -> dict[str, list[float]]:
+def round_robin(fns: dict[str, object], rounds: int, cpu: bool) -> dict[str, list[float]]:
+    """Seconds per call of each variant, called in turn; `cpu`: process CPU seconds instead
+    of wall-clock ones (with one thread, what the work costs however many other jobs share
+    the cores; wall-clock time on a shared machine measures the other jobs too)."""
+    clock = time.process_time if cpu else time.perf_counter
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t = clock()
             fn()  # type: ignore[operator]
-            times[name].append(time.perf_counter() - t)
+            times[name].append(clock() - t)
     return times
 
 
@@ -167,7 +173,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=8, help="timed rounds (each times every variant once)")
     p.add_argument("--data", type=Path, help="a prepared folder (default: a small synthetic one)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=int, help="torch intra-op threads (default: torch's); 1 times in CPU seconds"
+    )
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args()
 
@@ -198,6 +206,7 @@ def main() -> None:
             "step after": after.step_only,
         },
         args.rounds,
+        cpu=torch.get_num_threads() == 1,
     )
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
