@@ -211,7 +211,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     print(
-        f"\n| measured ({args.rounds} rounds) | before: best, median | after: best, median | speed-up: best, median |"
+        f"\n| {'CPU s, 1 thread' if torch.get_num_threads() == 1 else 'wall s'}, {args.rounds} rounds | before: best, median | after: best, median | speed-up: best, median |"
     )
     print("|---|---|---|---|")
     rows = {}
