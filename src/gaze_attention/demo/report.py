@@ -79,7 +79,8 @@ def summarise(results: list[RunResult], plan: DemoPlan) -> Summary:
             if diffs or (a in plan.arms and b in plan.arms):  # a largest-only arm: its size alone
                 paired[key][str(n)] = paired_interval(diffs)
             pooled += diffs
-        paired[key]["pooled"] = paired_interval(pooled)
+        if len(paired[key]) > 1 or not paired[key]:  # pooling one size would repeat it
+            paired[key]["pooled"] = paired_interval(pooled)
     return Summary(table, paired)
 
 
