@@ -12,27 +12,31 @@ from PIL import Image
 
 from gaze_attention.demo import (
     DemoPlan,
+    RunResult,
     paired_interval,
     plan_runs,
     pretrain_pairs,
     run_demo,
+    spread,
     summarise,
     t975,
     verdict,
 )
+from gaze_attention.demo.statistics import pairs_needed
 
 
-def test_full_plan_has_paired_seeds_at_three_sizes() -> None:
+def test_full_plan_pairs_none_and_direct_at_every_size() -> None:
     plan = DemoPlan()
     runs = plan_runs(plan)
-    assert len(plan.seeds) >= 5 and len(plan.sizes) >= 3
+    assert len(plan.seeds) >= 5 and len(plan.sizes) >= 2
+    assert max(plan.sizes) >= 5 * min(plan.sizes)  # enough range for accuracy to rise with data
     assert len({r.name for r in runs}) == len(runs)
     for n in plan.sizes:
-        for arm in ("none", "gumbel_softmax", "direct"):
+        for arm in ("none", "direct"):
             assert sorted(r.seed for r in runs if r.estimator == arm and r.per_class == n) == list(plan.seeds)
-    st = [r for r in runs if r.estimator == "straight_through"]
-    assert {r.per_class for r in st} == {max(plan.sizes)} and len(st) == len(plan.seeds)
-    assert len(runs) == 3 * len(plan.sizes) * len(plan.seeds) + len(plan.seeds)
+    gs = [r for r in runs if r.estimator == "gumbel_softmax"]
+    assert {r.per_class for r in gs} == {max(plan.sizes)} and len(gs) == len(plan.seeds)
+    assert len(runs) == 2 * len(plan.sizes) * len(plan.seeds) + len(plan.seeds)
 
 
 def test_finetune_schedule_keeps_direct_optimization_alive_to_the_end() -> None:
@@ -62,7 +66,9 @@ def test_demo_pretrains_without_gaze_with_its_own_optimizer() -> None:
 
     plan = DemoPlan()
     pre = load_config("tiny", plan.pretrain_overrides())
-    assert (pre.optim.optimizer, pre.optim.lr) == ("sgd", 0.005) == (plan.pretrain_optimizer, plan.pretrain_lr)
+    assert (
+        (pre.optim.optimizer, pre.optim.lr) == ("sgd", 0.005) == (plan.pretrain_optimizer, plan.pretrain_lr)
+    )
     assert pre.estimator.name == "none" and pre.optim.iters == plan.pretrain_iters == 300
 
 
@@ -88,24 +94,46 @@ def test_t_quantiles() -> None:
 
 def test_paired_interval() -> None:
     st = paired_interval([0.01, 0.02, 0.03])
-    assert st["mean"] == pytest.approx(0.02)
+    assert st.mean == pytest.approx(0.02)
     half = 4.303 * 0.01 / math.sqrt(3)
-    assert st["low"] == pytest.approx(0.02 - half) and st["high"] == pytest.approx(0.02 + half)
-    assert st["n"] == 3
+    assert st.low == pytest.approx(0.02 - half) and st.high == pytest.approx(0.02 + half)
+    assert st.n == 3
     one = paired_interval([0.1])
-    assert one["mean"] == pytest.approx(0.1) and math.isnan(one["low"])
+    assert one.mean == pytest.approx(0.1) and math.isnan(one.low)
 
 
-def _row(e: str, n: int, s: int, acc: float) -> dict:
-    return {
-        "estimator": e,
-        "seed": s,
-        "per_class": n,
-        "mean_class_accuracy": acc,
-        "overall_accuracy": acc,
-        "gaze_within_one_cell": None if e == "none" else 0.5,
-        "gaze_exact_cell": None if e == "none" else 0.25,
-    }
+def test_paired_interval_by_hand() -> None:
+    # d = 0.10, -0.05, 0.20, 0.00: mean 0.0625; squared deviations 0.00140625, 0.01265625,
+    # 0.01890625, 0.00390625 sum to 0.036875, so s = sqrt(0.036875 / 3) = 0.110868; the
+    # half-width is t(3) s / sqrt(4) = 3.182 * 0.110868 / 2 = 0.176391.
+    st = paired_interval([0.10, -0.05, 0.20, 0.00])
+    assert st.mean == pytest.approx(0.0625)
+    assert st.half_width == pytest.approx(0.176391, abs=1e-6)
+    assert (st.low, st.high) == pytest.approx((0.0625 - 0.176391, 0.0625 + 0.176391), abs=1e-6)
+    assert st.diffs == (0.10, -0.05, 0.20, 0.00)
+
+
+def test_pairs_needed_matches_the_t_interval() -> None:
+    # sd 12 points, target +-6: n = 18 is the first with 2.110 * 12 / sqrt(18) = 5.97 <= 6
+    # (n = 17: 2.120 * 12 / sqrt(17) = 6.17).
+    assert pairs_needed(12.0, 6.0) == 18
+    assert pairs_needed(0.0, 3.0) == 2
+
+
+def test_spread() -> None:
+    sp = spread([0.5, None, 0.7])
+    assert (sp.mean, sp.n) == (pytest.approx(0.6), 2)
+    assert sp.std == pytest.approx(math.sqrt(0.02))
+    assert sp.half_width == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
+    assert spread([None]).n == 0
+
+
+def _row(e: str, n: int, s: int, acc: float) -> RunResult:
+    return RunResult(
+        name=f"{e}-n{n}-s{s}", estimator=e, seed=s, per_class=n, mean_class_accuracy=acc, overall_accuracy=acc,
+        verb_accuracy=None, noun_accuracy=None, gaze_within_one_cell=None if e == "none" else 0.5,
+        gaze_exact_cell=None if e == "none" else 0.25, train_seconds=0.0, eval_seconds=0.0, checkpoint=None,
+    )  # fmt: skip
 
 
 def test_summary_pairs_arms_seed_by_seed() -> None:
@@ -114,16 +142,20 @@ def test_summary_pairs_arms_seed_by_seed() -> None:
     # seed effects far larger than the arm effect: only a paired comparison sees +5 points
     for s, base in zip(plan.seeds, (0.3, 0.6, 0.9)):
         for n in plan.sizes:
-            rows += [_row("none", n, s, base), _row("direct", n, s, base + 0.05), _row("gumbel_softmax", n, s, base)]
-    rows = [r for r in rows if not (r["estimator"] == "none" and r["per_class"] == 10 and r["seed"] == 2)]
+            rows += [
+                _row("none", n, s, base),
+                _row("direct", n, s, base + 0.05),
+                _row("gumbel_softmax", n, s, base),
+            ]
+    rows = [r for r in rows if not (r.estimator == "none" and r.per_class == 10 and r.seed == 2)]
     summary = summarise(rows, plan)
-    dn = summary["paired"]["direct - none"]
-    assert dn["4"]["mean"] == pytest.approx(0.05) and dn["4"]["n"] == 3
-    assert dn["4"]["low"] == pytest.approx(0.05) and dn["4"]["high"] == pytest.approx(0.05)  # no spread
-    assert dn["10"]["n"] == 2  # the seed without a `none` run has no pair
-    assert dn["pooled"]["n"] == 5
-    assert summary["table"]["4"]["none"]["mean_class_accuracy"]["std"] == pytest.approx(0.3)
-    assert summary["table"]["4"]["none"]["gaze_exact_cell"]["n"] == 0
+    dn = summary.paired["direct - none"]
+    assert dn["4"].mean == pytest.approx(0.05) and dn["4"].n == 3
+    assert dn["4"].low == pytest.approx(0.05) and dn["4"].high == pytest.approx(0.05)  # no spread
+    assert dn["10"].n == 2  # the seed without a `none` run has no pair
+    assert dn["pooled"].n == 5
+    assert summary.table["4"]["none"]["mean_class_accuracy"].std == pytest.approx(0.3)
+    assert summary.table["4"]["none"]["gaze_exact_cell"].n == 0
     lines = verdict(summary)
     assert any("direct - none at 4 clips per class: +5.0 points, better" in line for line in lines)
 
@@ -182,7 +214,7 @@ def test_quick_demo_end_to_end(tmp_path) -> None:
     # a rerun finds every run done and only rewrites the report
     t1 = time.perf_counter()
     again = run_demo(tmp_path / "demo", quick=True, progress=False)
-    assert [r["mean_class_accuracy"] for r in again.runs] == [r["mean_class_accuracy"] for r in result.runs]
+    assert [r.mean_class_accuracy for r in again.runs] == [r.mean_class_accuracy for r in result.runs]
     assert time.perf_counter() - t1 < first
 
 

@@ -331,14 +331,15 @@ def _loader(rs: RunState) -> torch.utils.data.DataLoader:
 
     cfg, info, mcfg = rs.cfg, rs.info, rs.model.config
     local_bs = cfg.optim.batch_size // info.world_size
-    dataset = ClipDataset(
+    # In-memory data (data/memory.py) brings its own dataset class and needs no loader workers.
+    dataset = getattr(rs.data, "dataset_class", ClipDataset)(
         rs.data, rs.records, train=True, frames=mcfg.frames, crop=mcfg.crop, grid=rs.model.grid,
         use_flow=mcfg.use_flow, seed=cfg.run.seed,
     )  # fmt: skip
     sampler = ShardedInfiniteSampler(
         len(dataset), rank=info.rank, world_size=info.world_size, seed=cfg.run.seed, start=rs.start * local_bs
     )
-    workers = cfg.data.workers
+    workers = 0 if getattr(rs.data, "in_memory", False) else cfg.data.workers
     return torch.utils.data.DataLoader(
         SeededDraws(dataset),
         batch_size=local_bs,

@@ -1,0 +1,258 @@
+"""CPU training speed of the demo: today's data path and network against the 2026-11-30 ones.
+
+Two measurements, each timed round-robin in one process (a burst of load from elsewhere hits
+both variants alike; best and median of the rounds are printed, best being the one that load
+from other jobs can only spoil, not improve):
+
+- `iteration`: what a demo fine-tuning run repeats, data included: draw a batch of 8 from the
+  training loader exactly as `engine.train` builds it (`ShardedInfiniteSampler`, `SeededDraws`,
+  0 workers), then the step: forward with the direct estimator, the losses, backward, gradient
+  clipping at 20 and a momentum-SGD step, in fp32, channels_last_3d (the demo's settings).
+  `before`: the `tiny` network of 2026-11-30 (24 frames at 112x112, grid (3, 4)) on a
+  `PreparedData(cache=True)` + `ClipDataset` (decoded JPEGs cached per frame, a window
+  stacked from them, the gaze file read per sample), as the demo ran then. `after`: the
+  current `tiny` preset on `MemoryData` (data/memory.py: whole clips decoded once, scaled for
+  the crop, the gaze kept), the `tiny-finetune` preset's network (16 frames at 96x96).
+- `step`: the same step alone on a batch already in memory, before and after network.
+
+With `--threads 1` the times are CPU seconds of this process, which other jobs on a shared
+machine do not inflate; otherwise wall-clock seconds. It prints the machine (CPU model, threads, a 2048^2 fp32 and bf16 matmul rate), the FLOPs of
+each step (`torch.utils.flop_counter`) and the share of the fp32 matmul rate each reaches.
+The data set is a small synthetic one made in a temporary folder (DIS flow, 170x128 as the
+demo's), or --data DIR.
+
+    python benchmarks/train_speed.py [--rounds 8] [--data PREPARED] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gaze_attention.data import ClipDataset, PreparedData
+from gaze_attention.data.memory import MemoryData
+from gaze_attention.engine.distributed import SeededDraws, ShardedInfiniteSampler
+from gaze_attention.engine.evaluate import autocast_context
+from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
+from gaze_attention.models import GazeAttentionNet
+from gaze_attention.models.gaze_attention import PRESETS, ModelConfig
+
+# The demo's network as it was on 2026-11-30 (the `tiny` preset), the baseline measured against.
+TINY_2026_11_30 = ModelConfig(frames=24, crop=112, width=0.125, dropout=0.5, bn_momentum=0.1)
+
+
+def demo_network() -> ModelConfig:
+    """The network the demo fine-tunes now: `tiny` with the `tiny-finetune` preset's fields."""
+    from gaze_attention.engine.config import load_config
+
+    return dataclasses.replace(PRESETS["tiny"], **load_config("tiny-finetune").model.overrides())
+
+
+BATCH = 8
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    c = torch.empty(n, n, dtype=dtype)
+    torch.mm(a, b, out=c)
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    best = float("inf")
+    for _ in range(repeats):
+        t = clock()
+        torch.mm(a, b, out=c)
+        best = min(best, clock() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def make_data(folder: Path, classes: int = 4, per_class: int = 6) -> Path:
+    from gaze_attention.data.prepare import prepare
+    from gaze_attention.data.synthetic import make_synthetic_raw
+
+    make_synthetic_raw(
+        folder / "raw", num_classes=classes, train_per_class=per_class, test_per_class=1, seed=7
+    )
+    prepare(
+        folder / "raw",
+        folder / "prepared",
+        splits=[1],
+        flow="dis",
+        size=(170, 128),
+        workers=2,
+        progress=False,
+    )
+    return folder / "prepared"
+
+
+class Variant:
+    """A model, its optimizer and an endless batch iterator, stepped as the demo steps."""
+
+    def __init__(self, cfg: ModelConfig, data: PreparedData, dataset_class: type[ClipDataset], seed: int = 0):
+        torch.manual_seed(seed)
+        self.model = GazeAttentionNet(cfg, num_classes=data.num_classes).to(
+            memory_format=torch.channels_last_3d
+        )
+        self.model.train()
+        self.opt = torch.optim.SGD(
+            self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5, foreach=True
+        )
+        records = data.split(1, "train")
+        self.size = len(records)
+        ds = dataset_class(
+            data, records, train=True, frames=cfg.frames, crop=cfg.crop, grid=self.model.grid, seed=seed
+        )
+        loader = torch.utils.data.DataLoader(
+            SeededDraws(ds), batch_size=BATCH, sampler=ShardedInfiniteSampler(len(ds), seed=seed),
+            num_workers=0, generator=torch.Generator(),
+        )  # fmt: skip
+        self.batches = iter(loader)
+        self.fixed = next(self.batches)
+
+    def step(self, batch: dict) -> None:
+        memory = torch.channels_last_3d
+        rgb = batch["rgb"].contiguous(memory_format=memory)
+        flow = batch["flow"].contiguous(memory_format=memory)
+        with autocast_context(torch.device("cpu"), "fp32"):
+            out = self.model(rgb, flow, gaze_mode=TRAIN_GAZE_MODE["direct"], tau=1.0)
+        losses = training_losses(
+            out, batch["label"], head=self.model.head, estimator="direct", eps=10.0,
+            gaze_target=batch["gaze"], gaze_valid=batch["gaze_valid"], kl_weight=1.0,
+        )  # fmt: skip
+        self.opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 20.0)
+        self.opt.step()
+        torch.stack([losses["total"].detach(), norm]).double().cpu()
+
+    def iteration(self) -> None:
+        self.step(next(self.batches))
+
+    def step_only(self) -> None:
+        self.step(self.fixed)
+
+    def flops(self) -> float:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            self.step_only()
+        return float(counter.get_total_flops())
+
+
+def round_robin(fns: dict[str, object], rounds: int, cpu: bool) -> dict[str, list[float]]:
+    """Seconds per call of each variant, called in turn; `cpu`: process CPU seconds instead
+    of wall-clock ones (with one thread, what the work costs however many other jobs share
+    the cores; wall-clock time on a shared machine measures the other jobs too)."""
+    clock = time.process_time if cpu else time.perf_counter
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = clock()
+            fn()  # type: ignore[operator]
+            times[name].append(clock() - t)
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=8, help="timed rounds (each times every variant once)")
+    p.add_argument("--data", type=Path, help="a prepared folder (default: a small synthetic one)")
+    p.add_argument(
+        "--threads", type=int, help="torch intra-op threads (default: torch's); 1 times in CPU seconds"
+    )
+    p.add_argument("--json", type=Path, help="also write the numbers here")
+    args = p.parse_args()
+
+    tmp = None
+    if args.data is None:
+        tmp = tempfile.TemporaryDirectory(prefix="train_speed-")
+        args.data = make_data(Path(tmp.name))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"matmul 2048^2: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+
+    before = Variant(TINY_2026_11_30, PreparedData(args.data, cache=True), ClipDataset)
+    mem = MemoryData(args.data)
+    mem.preload(mem.split(1, "train"), demo_network().crop)
+    after = Variant(demo_network(), mem, mem.dataset_class)
+    # Warm-up: one pass over the training set each (fills the before path's frame cache).
+    for v in (before, after):
+        for _ in range(-(-v.size // BATCH)):
+            v.iteration()
+    flops = {"before": before.flops(), "after": after.flops()}
+    times = round_robin(
+        {
+            "iteration before": before.iteration,
+            "iteration after": after.iteration,
+            "step before": before.step_only,
+            "step after": after.step_only,
+        },
+        args.rounds,
+        cpu=torch.get_num_threads() == 1,
+    )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    print(
+        f"\n| {'CPU s, 1 thread' if torch.get_num_threads() == 1 else 'wall s'}, {args.rounds} rounds | before: best, median | after: best, median | speed-up: best, median |"
+    )
+    print("|---|---|---|---|")
+    rows = {}
+    for what in ("iteration", "step"):
+        b, a = f"{what} before", f"{what} after"
+        rows[what] = {
+            "before_s": [best[b], med[b]], "after_s": [best[a], med[a]],
+            "speedup": [best[b] / best[a], med[b] / med[a]],
+        }  # fmt: skip
+        print(
+            f"| {what}: s per batch of {BATCH} | {best[b]:.3f}, {med[b]:.3f} | {best[a]:.3f}, {med[a]:.3f} | "
+            f"{best[b] / best[a]:.2f}x, {med[b] / med[a]:.2f}x |"
+        )
+        print(f"| {what}: clips/s (best) | {BATCH / best[b]:.1f} | {BATCH / best[a]:.1f} | |")
+    for k in ("before", "after"):
+        rate = flops[k] / best[f"step {k}"] / 1e9
+        print(
+            f"| step {k}: {flops[k] / 1e9:.1f} GFLOP, {rate:.0f} GFLOP/s (best) = {100 * rate / fp32:.0f} % of fp32 matmul | | | |"
+        )
+    cfgs = {"before": TINY_2026_11_30, "after": demo_network()}
+    for k, c in cfgs.items():
+        print(f"{k}: {c.frames} frames at {c.crop}x{c.crop}, width {c.width}, grid {c.grid}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": cpu_model(),
+                    "threads": torch.get_num_threads(),
+                    "matmul_fp32": fp32,
+                    "matmul_bf16": bf16,
+                    "flops": flops,
+                    "times": times,
+                    "summary": rows,
+                    "date": time.strftime("%Y-%m-%d %H:%M"),
+                },
+                indent=1,
+            )  # fmt: skip
+        )
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

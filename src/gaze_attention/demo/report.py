@@ -1,0 +1,491 @@
+"""The demo's report: paired differences, accuracy per arm, power, curves, bias, Grad-CAM++.
+
+Facts about the network and the schedules are read from the presets and the plan, never
+written here, so that the report says what ran.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaze_attention.constants import OPTIMIZER_LABELS
+from gaze_attention.demo.plan import (
+    COMPARISONS,
+    ESTIMATOR_ORDER,
+    POOLED_HALF_WIDTH,
+    SIZE_HALF_WIDTH,
+    DemoPlan,
+    finetune_preset,
+    pretrain_pairs,
+)
+from gaze_attention.demo.runs import RunResult
+from gaze_attention.demo.statistics import Interval, Spread, paired_interval, pairs_needed, spread
+
+METRICS = ("mean_class_accuracy", "overall_accuracy", "gaze_exact_cell", "gaze_within_one_cell")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """table[size][arm][metric]: spread over seeds; paired[comparison][size or "pooled"]."""
+
+    table: dict[str, dict[str, dict[str, Spread]]]
+    paired: dict[str, dict[str, Interval]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": {
+                n: {e: {k: s.to_dict() for k, s in m.items()} for e, m in arms.items()}
+                for n, arms in self.table.items()
+            },
+            "paired": {c: {k: iv.to_dict() for k, iv in rows.items()} for c, rows in self.paired.items()},
+        }
+
+
+def summarise(results: list[RunResult], plan: DemoPlan) -> Summary:
+    """Per size: each arm's mean +- std over seeds, and the paired differences with 95 % intervals.
+
+    A pair is (seed, size) where both arms finished. `pooled` pools the pairs of every size.
+    """
+    by = {(r.estimator, r.per_class, r.seed): r for r in results}
+    sizes = sorted(plan.sizes)
+    arms = plan.all_arms()
+    table: dict[str, dict[str, dict[str, Spread]]] = {}
+    for n in sizes:
+        table[str(n)] = {}
+        for e in arms:
+            rows = [by[(e, n, s)] for s in plan.seeds if (e, n, s) in by]
+            if rows:
+                table[str(n)][e] = {k: spread([getattr(r, k) for r in rows]) for k in METRICS}
+    paired: dict[str, dict[str, Interval]] = {}
+    for a, b in COMPARISONS:
+        if a not in arms or b not in arms:
+            continue
+        key = f"{a} - {b}"
+        paired[key] = {}
+        pooled: list[float] = []
+        for n in sizes:
+            diffs = [
+                by[(a, n, s)].mean_class_accuracy - by[(b, n, s)].mean_class_accuracy
+                for s in plan.seeds
+                if (a, n, s) in by and (b, n, s) in by
+            ]
+            if diffs or (a in plan.arms and b in plan.arms):  # a largest-only arm: its size alone
+                paired[key][str(n)] = paired_interval(diffs)
+            pooled += diffs
+        if len(paired[key]) > 1 or not paired[key]:  # pooling one size would repeat it
+            paired[key]["pooled"] = paired_interval(pooled)
+    return Summary(table, paired)
+
+
+def _pct(stat: Spread) -> str:
+    if stat.n == 0 or math.isnan(stat.mean):
+        return "–"
+    return f"{100 * stat.mean:.1f} ± {100 * stat.std:.1f}"
+
+
+def _ci(stat: Interval) -> str:
+    if stat.n == 0:
+        return "–"
+    if stat.n == 1 or math.isnan(stat.low):
+        return f"{100 * stat.mean:+.1f} (one pair)"
+    return f"{100 * stat.mean:+.1f} [{100 * stat.low:+.1f}, {100 * stat.high:+.1f}]"
+
+
+def markdown_table(summary: Summary) -> str:
+    lines = [
+        "| clips/class | estimator | mean class accuracy (%) | overall accuracy (%) | gaze: exact cell (%) | gaze: within one cell (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, arms in summary.table.items():
+        for e, row in arms.items():
+            lines.append(
+                f"| {n} | {e} | {_pct(row['mean_class_accuracy'])} | {_pct(row['overall_accuracy'])} | "
+                f"{_pct(row['gaze_exact_cell'])} | {_pct(row['gaze_within_one_cell'])} |"
+            )
+    return "\n".join(lines)
+
+
+def paired_table(summary: Summary) -> str:
+    """One row per comparison and size: mean [95 % CI], pairs, half-width against its target."""
+    lines = [
+        "| comparison | clips/class | points, 95 % CI | pairs | half-width (target) |",
+        "|---|---|---|---|---|",
+    ]
+    for comp, rows in summary.paired.items():
+        for k, st in rows.items():
+            target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
+            half = f"{100 * st.half_width:.1f} (±{target:g})" if st.n > 1 else "–"
+            where = "all sizes" if k == "pooled" else k
+            lines.append(f"| {comp} | {where} | {_ci(st)} | {st.n} | {half} |")
+    return "\n".join(lines)
+
+
+def verdict(summary: Summary) -> list[str]:
+    """One sentence per comparison and size, read off the intervals (no judgement beyond them)."""
+    out = []
+    for comp, rows in summary.paired.items():
+        for k, st in rows.items():
+            if st.n < 2 or math.isnan(st.low):
+                continue
+            where = "over all sizes" if k == "pooled" else f"at {k} clips per class"
+            if st.low > 0:
+                word = "better: the interval excludes 0"
+            elif st.high < 0:
+                word = "worse: the interval excludes 0"
+            else:
+                word = "no detectable difference: the interval includes 0"
+            out.append(f"- {comp} {where}: {100 * st.mean:+.1f} points, {word} ({st.n} pairs).")
+    return out
+
+
+def power(summary: Summary) -> list[str]:
+    """Whether each interval reached its target half-width, and the pairs it would need."""
+    out = []
+    for comp, rows in summary.paired.items():
+        for k, st in rows.items():
+            if st.n < 2:
+                continue
+            target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
+            sd = 100 * float(np.std(st.diffs, ddof=1))
+            ok = 100 * st.half_width <= target
+            where = "all sizes" if k == "pooled" else f"{k} clips/class"
+            need = pairs_needed(sd, target)
+            out.append(
+                f"- {comp}, {where}: half-width {100 * st.half_width:.1f} points "
+                f"({'meets' if ok else 'misses'} ±{target:g}); differences' std {sd:.1f} points, "
+                f"so ±{target:g} needs {need} pairs (have {st.n})."
+            )
+    return out
+
+
+def activity(results: list[RunResult]) -> dict[str, Any]:
+    """Direct optimization's activity over iterations: mean share of flipped slices, and eps."""
+    rows = [r for r in results if r.estimator == "direct" and r.history]
+    if not rows:
+        return {}
+    its = [h["iteration"] for h in rows[0].history]
+    same = [r for r in rows if [h["iteration"] for h in r.history] == its]
+    flip = np.array([[h.get("flip", math.nan) for h in r.history] for r in same], dtype=float)
+    mean = np.nanmean(flip, 0)
+    active = [it for it, f in zip(its, mean) if f > 0]
+    return {
+        "iteration": its,
+        "flip": [float(x) for x in mean],
+        "eps": [float(h["eps"]) for h in same[0].history],
+        "last_active_iteration": int(active[-1]) if active else None,
+        "runs": len(same),
+    }
+
+
+def _curve(
+    results: list[RunResult], estimator: str, size: int, key: str
+) -> tuple[list[int], np.ndarray] | None:
+    rows = [r for r in results if r.estimator == estimator and r.per_class == size and r.history]
+    if not rows:
+        return None
+    its = [h["iteration"] for h in rows[0].history]
+    series = [[h.get(key, math.nan) for h in r.history] for r in rows if len(r.history) == len(its)]
+    return its, np.nanmean(np.array(series, dtype=float), 0)
+
+
+def _plot_accuracy(plt: Any, summary: Summary, plan: DemoPlan, path: Path) -> None:
+    """Accuracy against clips per class, each arm with a 95 % t-interval of its mean over seeds."""
+    sizes = sorted(plan.sizes)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for e in ESTIMATOR_ORDER:
+        pts = [
+            (n, summary.table[str(n)][e]["mean_class_accuracy"]) for n in sizes if e in summary.table[str(n)]
+        ]
+        if pts:
+            ax.errorbar(
+                [n for n, _ in pts], [100 * s.mean for _, s in pts], yerr=[100 * s.half_width for _, s in pts],
+                marker="o", capsize=4, label=e,
+            )  # fmt: skip
+    ax.axhline(100 / plan.classes, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("training clips per class")
+    ax.set_ylabel("mean class accuracy (%)")
+    ax.set_title(f"test accuracy, mean and 95 % CI over {len(plan.seeds)} seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_paired(plt: Any, summary: Summary, path: Path) -> None:
+    """Paired differences per size: seeds as dots, mean and 95 % CI as error bars."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    keys = sorted({k for rows in summary.paired.values() for k in rows if k != "pooled"}, key=int)
+    for j, (comp, rows) in enumerate(summary.paired.items()):
+        for i, n in enumerate(keys):
+            if n not in rows:
+                continue
+            st, x = rows[n], i + (j - 0.5) * 0.25
+            ax.scatter(np.full(len(st.diffs), x), 100 * np.array(st.diffs), s=10, alpha=0.4, color=f"C{j}")
+            yerr = 100 * st.half_width if st.n > 1 else 0
+            ax.errorbar([x], [100 * st.mean], yerr=[yerr], fmt="o", capsize=5, color=f"C{j}", label=comp)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xticks(np.arange(len(keys)), keys)
+    ax.set_xlabel("training clips per class")
+    ax.set_ylabel("paired difference (points)")
+    ax.set_title("paired differences in mean class accuracy, 95 % CI (dots: seeds)")
+    handles, labels = ax.get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    ax.legend(seen.values(), seen.keys(), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_training(plt: Any, results: list[RunResult], plan: DemoPlan, path: Path) -> None:
+    """Training CE and KL to gaze per arm and size (mean over seeds), and direct's activity."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for e in ESTIMATOR_ORDER:
+        for n, ls in zip(sorted(plan.sizes), ("--", "-", ":")):
+            for ax, key in zip(axes[:2], ("ce", "kl")):
+                got = _curve(results, e, n, key)
+                if got is not None:
+                    ax.plot(*got, ls=ls, color=f"C{ESTIMATOR_ORDER.index(e)}", label=f"{e}, {n}/class")
+    axes[0].set_title("training cross-entropy")
+    axes[1].set_title("KL to recorded gaze")
+    act = activity(results)
+    if act:
+        ax = axes[2]
+        ax.plot(act["iteration"], act["flip"], color="C3", label="slices with z_eps ≠ z")
+        ax.set_ylim(0, 1)
+        ax2 = ax.twinx()
+        ax2.semilogy(act["iteration"], act["eps"], color="grey", ls="--", label="eps")
+        ax2.set_ylabel("eps")
+        ax.set_title("direct optimization: share of slices it moves")
+        ax.legend(loc="upper right", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    for ax in axes[:2]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plots(results: list[RunResult], summary: Summary, plan: DemoPlan, report: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _plot_accuracy(plt, summary, plan, report / "accuracy.png")
+    made = ["accuracy.png"]
+    if summary.paired:
+        _plot_paired(plt, summary, report / "paired_differences.png")
+        made.append("paired_differences.png")
+    _plot_training(plt, results, plan, report / "training_curves.png")
+    return made + ["training_curves.png"]
+
+
+def bias_section(plan: DemoPlan) -> tuple[str, dict[str, Any]]:
+    from gaze_attention.bias import bias_table
+
+    table = bias_table(draws=plan.bias_draws, seeds=(0, 1, 2))
+    lines = [
+        f"Relative error ||mean estimate − exact|| / ||exact|| of the gradient w.r.t. π on small "
+        f"problems (T' = 2, 2×2 cells, a random attention head; exact gradient by enumerating all "
+        f"16 configurations), {plan.bias_draws} Gumbel draws, mean over 3 problems. It is bias "
+        "plus Monte-Carlo noise, and the noise of direct optimization grows as eps falls.",
+        "",
+        "| estimator | setting | relative error |",
+        "|---|---|---|",
+    ]
+    for est, rows in table.items():
+        for setting, values in rows.items():
+            lines.append(f"| {est} | {setting} | {np.mean(values):.3f} |")
+    return "\n".join(lines), table
+
+
+def gradcam_figure(results: list[RunResult], data: Any, plan: DemoPlan, report: Path) -> str | None:
+    from gaze_attention.data import ClipDataset
+    from gaze_attention.engine.checkpoint import load_model
+    from gaze_attention.viz import render_comparison
+
+    models = {}
+    for e in ESTIMATOR_ORDER:
+        rows = [
+            r for r in results
+            if r.estimator == e and r.per_class == plan.max_size and r.seed == plan.seeds[0] and r.checkpoint
+        ]  # fmt: skip
+        if rows:
+            models[e], _, _ = load_model(rows[0].checkpoint)
+    if not models:
+        return None
+    first = next(iter(models.values()))
+    records = data.split(1, "test")
+    ds = ClipDataset(
+        data, records[:1], train=False, frames=first.config.frames, crop=first.config.crop, grid=first.grid
+    )
+    render_comparison(
+        models, ds[0], data.classes, report / "gradcam.png", gaze_mode="argmax", name=records[0].name
+    )
+    return "gradcam.png"
+
+
+def _network_text() -> str:
+    import dataclasses
+
+    from gaze_attention.models.gaze_attention import PRESETS
+
+    c = dataclasses.replace(PRESETS["tiny"], **finetune_preset().model.overrides())
+    t, s = c.grid
+    return (
+        f"`tiny` network ({c.frames} frames, {c.crop}×{c.crop}, T' = {t}, S = {s}, width {c.width:g} "
+        f"of the paper's channels, two-stream with DIS flow, BatchNorm momentum {c.bn_momentum:g})"
+    )
+
+
+def _schedule_text(plan: DemoPlan) -> str:
+    optim = finetune_preset().optim
+    name = OPTIMIZER_LABELS.get(optim.optimizer, optim.optimizer)
+    return (
+        f"lr {plan.lr} ({name}, momentum {optim.momentum:g}) after {plan.warmup} warm-up iterations, "
+        f"×{optim.gamma:g} at iterations {plan.milestones()}; eps falls log-linearly from 1000 to "
+        f"{plan.eps_min:g} over the whole run (`estimator.eps_end: 1.0`, updated every iteration); "
+        f"KL weight {plan.kl_weight}; the `tiny-finetune` preset."
+    )
+
+
+def write_report(
+    results: list[RunResult], plan: DemoPlan, out: Path, data: Any, command: str, seconds: float,
+    machine: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    summary = summarise(results, plan)
+    figures = plots(results, summary, plan, report)
+    bias_md, bias = bias_section(plan)
+    figure = gradcam_figure(results, data, plan, report) if plan.figure else None
+    act = activity(results)
+    pre = out / "pretrain" / "pretrain.json"
+    payload = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": seconds,
+        "machine": machine or {},
+        "plan": asdict(plan),
+        "finetune": plan.finetune_overrides(),
+        "pretrain": plan.pretrain_overrides() if plan.pretrain else None,
+        "summary": summary.to_dict(),
+        "direct_activity": act,
+        "bias": bias,
+        "runs": [r.to_dict(history=False) for r in results],
+    }
+    (report / "results.json").write_text(json.dumps(payload, indent=1))
+    md = _markdown(summary, plan, payload, bias_md, act, figure, figures, out, pre)
+    path = report / "README.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def _markdown(
+    summary: Summary, plan: DemoPlan, payload: dict[str, Any], bias_md: str, act: dict[str, Any],
+    figure: str | None, figures: list[str], out: Path, pre: Path,
+) -> list[str]:  # fmt: skip
+    pre_text = (
+        f"The backbone is pre-trained once, without gaze, on a disjoint synthetic set of "
+        f"{len(pretrain_pairs(plan.classes))} other actions (every motion with the objects the "
+        f"fine-tuning classes do not use; {plan.pretrain_per_class} clips each, other sessions), "
+        f"{plan.pretrain_iters} iterations, {OPTIMIZER_LABELS[plan.pretrain_optimizer]} at lr {plan.pretrain_lr}; "
+        "every arm then starts from it, as the paper's arms start from a Kinetics-initialised I3D. "
+        if plan.pretrain
+        else "Every arm trains from scratch. "
+    )
+    machine = payload["machine"]
+    where = (
+        f" on {machine['cpu']} ({machine['threads']} threads, fp32 matmul {machine['fp32_gflops']:.0f} GFLOP/s, "
+        f"load average {machine['load']})"
+        if machine
+        else ""
+    )
+    largest = f"; {', '.join(plan.largest_only)} at {plan.max_size} only" if plan.largest_only else ""
+    md = [
+        "# Gaze-Attention demo report",
+        "",
+        f"`{payload['command']}` — {payload['date']}, {payload['seconds'] / 60:.1f} minutes{where}.",
+        "",
+        f"Synthetic EGTEA-layout set: {plan.classes} actions (verb = motion pattern × noun = handled "
+        f"object), {plan.test_per_class} test clips per class; the handled object is held by a "
+        "visible hand among distractors of the same kinds, gaze mostly on it with saccades, blinks "
+        f"and noise. {_network_text()}. {pre_text}"
+        f"Fine-tuning: {plan.iters} iterations of batch {plan.batch_size} per run; arms "
+        f"{', '.join(plan.arms)} at {', '.join(map(str, sorted(plan.sizes)))} clips per class{largest}; "
+        f"seeds {list(plan.seeds)}, paired: seed s gives every arm the same training clips (a seeded subset "
+        "of the largest set), data order, augmentation and head initialisation. Test: all "
+        "non-overlapping windows, centre crop, gaze = argmax of the predicted distribution (no "
+        "recorded gaze at test time). Mean class accuracy counts classes present in the test split; "
+        f"chance is {100 / plan.classes:.1f} %.",
+        "",
+        "## Does gaze help? Paired differences",
+        "",
+        "Mean class accuracy of the first arm minus the second, seed by seed, in points; mean and "
+        f"95 % t-interval over the pairs. Targets: ±{POOLED_HALF_WIDTH:g} points over all sizes, "
+        f"±{SIZE_HALF_WIDTH:g} per size.",
+        "",
+        paired_table(summary),
+        "",
+        *verdict(summary),
+        "",
+        "Power:",
+        "",
+        *power(summary),
+        "",
+        "![paired differences](paired_differences.png)",
+        "",
+        "## Accuracy per arm (mean ± std over seeds)",
+        "",
+        markdown_table(summary),
+        "",
+        "Gaze columns: share of test slices whose predicted cell is the fixated cell (exact) or "
+        "within one cell of it; `none` predicts no gaze.",
+        "",
+        "![accuracy](accuracy.png)",
+        "",
+        "## Training, and how long direct optimization acts",
+        "",
+        _schedule_text(plan),
+        "",
+    ]
+    if act:
+        md += [
+            f"Direct optimization moves a slice when z_eps ≠ z. Mean share of such slices over "
+            f"{act['runs']} direct runs, per logged window: "
+            + ", ".join(f"it {i}: {f:.2f}" for i, f in zip(act["iteration"], act["flip"]))
+            + f". Last window with any: iteration {act['last_active_iteration']} of {plan.iters}.",
+            "",
+        ]
+    md += [
+        "![training curves](training_curves.png)",
+        "",
+        "## Estimator bias against exact enumeration",
+        "",
+        bias_md,
+        "",
+    ]
+    if figure:
+        md += [
+            "## What the models look at",
+            "",
+            f"Grad-CAM++ of the true class on `Mixed_5c` for one test clip, one row per arm (seed "
+            f"{plan.seeds[0]}, {plan.max_size} clips per class), recorded fixation drawn on top.",
+            "",
+            f"![Grad-CAM++]({figure})",
+            "",
+        ]
+    if pre.is_file():
+        md += [f"Pre-training log: `{pre.relative_to(out)}`.", ""]
+    md += ["Figures: " + ", ".join(figures + ([figure] if figure else [])) + "; numbers: results.json.", ""]
+    return md

@@ -1,0 +1,253 @@
+"""The demo's data, its pre-training and its fine-tuning runs (each leaves a `result.json`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gaze_attention.demo.plan import DemoPlan, RunSpec, pretrain_pairs
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """One fine-tuning run, evaluated on the test split (what its `result.json` holds)."""
+
+    name: str
+    estimator: str
+    seed: int
+    per_class: int
+    mean_class_accuracy: float
+    overall_accuracy: float
+    verb_accuracy: float | None
+    noun_accuracy: float | None
+    gaze_within_one_cell: float | None  # None for `none`, which predicts no gaze
+    gaze_exact_cell: float | None
+    train_seconds: float
+    eval_seconds: float
+    checkpoint: str | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, history: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        if not history:
+            d.pop("history")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+_MAX_THREADS: int | None = None
+
+
+def choose_threads(log: Log | None = None) -> int:
+    """Set torch's intra-op threads to 1 or all of them, whichever runs a small 3-D conv step
+    faster right now, and return the choice.
+
+    On a 2-core machine shared with other jobs, 2 threads ran the `tiny` step 30x slower than
+    1 (19.7 s against 0.67 s, load average 8): every OpenMP barrier waits for a thread that
+    another process holds. On an idle machine 2 threads are faster. The load changes between
+    runs, so the demo asks again before each (about 0.1 s).
+    """
+    import torch
+
+    global _MAX_THREADS
+    if _MAX_THREADS is None:
+        _MAX_THREADS = torch.get_num_threads()
+    if _MAX_THREADS <= 1:
+        return 1
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv3d(16, 16, 3, padding=1, bias=False).to(memory_format=torch.channels_last_3d)
+    x = torch.randn(4, 16, 8, 24, 24, generator=g).contiguous(memory_format=torch.channels_last_3d)
+
+    def step() -> None:
+        conv(x).sum().backward()
+
+    took = {1: 0.0, _MAX_THREADS: 0.0}
+    for n in took:  # warm-up
+        torch.set_num_threads(n)
+        step()
+    for _ in range(3):  # interleaved, summed: a stall counts against the choice that had it
+        for n in took:
+            torch.set_num_threads(n)
+            t = time.perf_counter()
+            step()
+            took[n] += time.perf_counter() - t
+    best = min(took, key=took.__getitem__)
+    torch.set_num_threads(best)
+    if log is not None and best != _MAX_THREADS:
+        log(
+            f"{best} thread: faster than {_MAX_THREADS} now ({took[best]:.2f} s against {took[_MAX_THREADS]:.2f} s)"
+        )
+    return best
+
+
+def _make_set(raw: Path, prepared: Path, size: tuple[int, int], log: Log, **synth: Any) -> Path:
+    from gaze_attention.data.prepare import prepare
+    from gaze_attention.data.synthetic import make_synthetic_raw
+
+    if not (raw / "action_annotation").exists():
+        log(f"synthetic raw data set -> {raw}")
+        tmp = raw.with_name(raw.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        make_synthetic_raw(tmp, size=size, **synth)
+        tmp.rename(raw)
+    log(f"prepare (DIS flow) -> {prepared}")
+    result = prepare(raw, prepared, splits=[1], flow="dis", size=size, workers=2, progress=False)
+    if result.failed:
+        raise RuntimeError(f"preparing {raw} failed for {len(result.failed)} clips: {result.failed[:3]}")
+    return prepared
+
+
+def _data_options(plan: DemoPlan) -> dict[str, Any]:
+    return {
+        "classes": plan.classes,
+        "train_per_class": plan.max_size,
+        "test_per_class": plan.test_per_class,
+        "seed": plan.data_seed,
+        "size": list(plan.size),
+        "pretrain_per_class": plan.pretrain_per_class if plan.pretrain else 0,
+    }
+
+
+def prepare_data(plan: DemoPlan, out: Path, log: Log) -> tuple[Path, Path | None]:
+    """The fine-tuning set and (with `plan.pretrain`) the pre-training set, made and prepared."""
+    stamp = out / "data.json"
+    want = _data_options(plan)
+    if stamp.exists() and json.loads(stamp.read_text()) != want:
+        raise ValueError(
+            f"{out} holds a demo made with other data options ({stamp}); use another --out or remove it"
+        )
+    stamp.write_text(json.dumps(want))
+    prepared = _make_set(
+        out / "raw",
+        out / "prepared",
+        plan.size,
+        log,
+        num_classes=plan.classes,
+        train_per_class=plan.max_size,
+        test_per_class=plan.test_per_class,
+        seed=plan.data_seed,
+    )
+    pre = None
+    if plan.pretrain:
+        pre = _make_set(
+            out / "pretrain_raw",
+            out / "pretrain_prepared",
+            plan.size,
+            log,
+            pairs=pretrain_pairs(plan.classes),
+            train_per_class=plan.pretrain_per_class,
+            test_per_class=1,
+            seed=plan.data_seed + 1000,  # other clips, other sessions
+        )
+    return prepared, pre
+
+
+def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
+    """Train the backbone once without gaze; returns the two-stream backbone file (`*_base.pt`)."""
+    from gaze_attention.data.memory import MemoryData
+    from gaze_attention.engine.config import load_config
+    from gaze_attention.engine.train import train
+    from gaze_attention.models.reference import save_reference_checkpoint
+
+    folder = out / "pretrain"
+    base = folder / "backbone_base.pt"
+    if base.is_file():
+        return base
+    if folder.exists():
+        shutil.rmtree(folder)
+    log(f"pre-training the backbone without gaze ({plan.pretrain_iters} iterations) -> {folder}")
+    t0 = time.perf_counter()
+    cfg = load_config(
+        "tiny",
+        {
+            **plan.pretrain_overrides(),
+            "data.root": str(prepared),
+            "data.workers": 0,
+            "run.out": str(folder / "run"),
+            "run.seed": 12345,
+            "run.tensorboard": False,
+            "run.checkpoint_every": plan.pretrain_iters,
+            "run.keep_last": 1,
+        },
+    )
+    res = train(cfg, progress=False, data=MemoryData(prepared))
+    if res.interrupted:
+        raise KeyboardInterrupt
+    tmp = folder / "backbone.partial"
+    paths = save_reference_checkpoint(res.model, tmp)
+    for p in paths.values():
+        if not p.name.endswith("_base.pt"):
+            p.unlink()
+    paths["base"].rename(base)
+    (folder / "pretrain.json").write_text(
+        json.dumps({"history": res.history, "seconds": time.perf_counter() - t0})
+    )
+    return base
+
+
+def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path | None) -> RunResult:
+    """Fine-tune one arm at one size and seed, evaluate it on the test split (done runs are read back)."""
+    from gaze_attention.engine.config import load_config
+    from gaze_attention.engine.evaluate import evaluate
+    from gaze_attention.engine.train import eval_gaze_mode, train
+
+    run_dir = runs_dir / spec.name
+    done = run_dir / "result.json"
+    if done.exists():
+        return RunResult.from_dict(json.loads(done.read_text()))
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted run: start it again from scratch
+    overrides = {
+        **plan.finetune_overrides(),
+        "data.root": str(data.root),
+        "data.workers": 0,
+        "data.max_train_per_class": spec.per_class,
+        "estimator.name": spec.estimator,
+        "run.out": str(run_dir),
+        "run.seed": spec.seed,
+        "run.tensorboard": False,
+        "run.checkpoint_every": plan.iters,
+        "run.keep_last": 1,
+    }
+    if base is not None:
+        overrides["init.base"] = str(base)
+    cfg = load_config("tiny-finetune", overrides)
+    t0 = time.perf_counter()
+    res = train(cfg, progress=False, data=data)
+    train_s = time.perf_counter() - t0
+    if res.interrupted:
+        raise KeyboardInterrupt
+    # Test-time gaze: argmax of the predicted distribution (deterministic); `none` sees uniform gaze.
+    mode = "none" if eval_gaze_mode(cfg) == "none" else "argmax"
+    metrics = evaluate(res.model, data, 1, gaze_mode=mode, batch_size=32, sparse=False)
+    result = RunResult(
+        name=spec.name,
+        estimator=spec.estimator,
+        seed=spec.seed,
+        per_class=spec.per_class,
+        mean_class_accuracy=metrics["mean_class_accuracy"],
+        overall_accuracy=metrics["overall_accuracy"],
+        verb_accuracy=metrics.get("verb_accuracy"),
+        noun_accuracy=metrics.get("noun_accuracy"),
+        gaze_within_one_cell=metrics.get("gaze_within_one_cell"),
+        gaze_exact_cell=metrics.get("gaze_exact_cell"),
+        train_seconds=train_s,
+        eval_seconds=metrics["seconds"],
+        checkpoint=str(res.last_checkpoint) if res.last_checkpoint else None,
+        history=res.history,
+    )
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.to_dict()))
+    tmp.rename(done)
+    return result

@@ -1,0 +1,63 @@
+"""In-memory prepared data: the same training samples as reading from disk, and training on
+it without loader workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gaze_attention.data import ClipDataset, PreparedData
+from gaze_attention.data.memory import MemoryClipDataset, MemoryData
+from gaze_attention.data.transforms import view_short_side
+
+
+def test_memory_samples_equal_disk_samples(tiny_prepared) -> None:
+    disk, mem = PreparedData(tiny_prepared), MemoryData(tiny_prepared)
+    records = disk.split(1, "train")
+    # crop 40 of 64x48 frames: fit_short_side scales them (short side 48 > 46), so this also
+    # checks that scaling whole clips once gives the windows ClipDataset scales itself.
+    opts = dict(train=True, frames=8, crop=40, grid=(1, 2), seed=3)
+    a = ClipDataset(disk, records, **opts)
+    b = mem.dataset_class(mem, mem.split(1, "train"), **opts)
+    assert isinstance(b, MemoryClipDataset)
+    for i in range(len(records)):
+        for seed in (0, 1):
+            a.reseed(seed)
+            b.reseed(seed)
+            x, y = a[i], b[i]
+            assert x.keys() == y.keys()
+            for k in x:
+                if isinstance(x[k], torch.Tensor):
+                    assert torch.equal(x[k], y[k]), (i, seed, k)
+    rec = records[0]
+    clip = mem.clip(rec, 40)
+    assert clip.rgb.shape[0] == rec.num_frames and clip.rgb.dtype == np.uint8
+    assert min(clip.rgb.shape[1:3]) == view_short_side(40)  # scaled once, not per window
+    assert mem.clip(rec, 40) is clip  # decoded once
+    g = mem.gaze(rec.name, rec.num_frames)
+    assert not g.flags.writeable and np.array_equal(g, disk.gaze(rec.name, rec.num_frames), equal_nan=True)
+
+
+def test_training_on_memory_data_uses_no_loader_workers(tiny_prepared, tmp_path, monkeypatch) -> None:
+    from gaze_attention.engine.config import load_config
+    from gaze_attention.engine.train import train
+
+    seen: list[int] = []
+    real = torch.utils.data.DataLoader
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("num_workers", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
+    cfg = load_config(
+        "tiny",
+        {
+            "data.root": str(tiny_prepared), "data.workers": 2, "model.frames": 8, "model.crop": 32,
+            "optim.iters": 2, "optim.batch_size": 2, "optim.warmup": 1, "optim.milestones": [1],
+            "run.out": str(tmp_path / "run"), "run.tensorboard": False, "run.precision": "fp32",
+            "run.checkpoint_every": 2,
+        },
+    )  # fmt: skip
+    res = train(cfg, progress=False, data=MemoryData(tiny_prepared))
+    assert res.iteration == 2 and seen == [0]
