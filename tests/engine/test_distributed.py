@@ -90,3 +90,19 @@ def test_two_process_gloo_ddp(prepared, tmp_path, tiny_config):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best-00000003", "ckpt-00000003"]
     assert len(list((run / "tb").iterdir())) == 1
     assert (run / "metrics.csv").read_text().count("\n") == 4  # header + 3 rows
+
+
+def test_two_process_gloo_ddp_with_a_vit_backbone(prepared, tmp_path, tiny_config):
+    """The same job with a ViT backbone: layer-decayed AdamW groups, drop path, ranks in step."""
+    vit = {"model.preset": "vit-tiny", "model.use_flow": False, "model.width": None, "model.dropout": 0.0,
+           "model.backbone_config": {"depth": 2, "gaze_block": 1, "drop_path": 0.1},
+           "optim.optimizer": "adamw", "optim.lr": 1e-3, "optim.layer_decay": 0.75, "optim.schedule": "cosine"}
+    cfg = tiny_config(prepared, tmp_path / "run", **{"optim.iters": 3, "run.val_every": 3, **vit})
+    mp.spawn(_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2, join=True)
+    p0, p1 = torch.load(tmp_path / "params0.pt"), torch.load(tmp_path / "params1.pt")
+    assert any("blocks" in k for k in p0)
+    for k in p0:
+        assert torch.equal(p0[k], p1[k]), k
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert not set(r0["seen"]) & set(r1["seen"])
+    assert r0["validation"] and r0["validation"] == r1["validation"]
