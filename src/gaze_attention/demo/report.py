@@ -6,7 +6,6 @@ written here, so that the report says what ran.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gaze_attention import fsio
 from gaze_attention.constants import OPTIMIZER_LABELS
 from gaze_attention.demo.plan import (
     COMPARISONS,
@@ -216,7 +216,8 @@ def _plot_accuracy(plt: Any, summary: Summary, plan: DemoPlan, path: Path) -> No
     ax.set_title(f"test accuracy, mean and 95 % CI over {len(plan.seeds)} seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -241,7 +242,8 @@ def _plot_paired(plt: Any, summary: Summary, path: Path) -> None:
     seen = dict(zip(labels, handles))
     ax.legend(seen.values(), seen.keys(), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -271,7 +273,8 @@ def _plot_training(plt: Any, results: list[RunResult], plan: DemoPlan, path: Pat
     for ax in axes[:2]:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -384,10 +387,10 @@ def write_report(
         "bias": bias,
         "runs": [r.to_dict(history=False) for r in results],
     }
-    (report / "results.json").write_text(json.dumps(payload, indent=1))
+    fsio.write_json(report / "results.json", payload)  # strict JSON: NaN as null
     md = _markdown(summary, plan, payload, bias_md, act, figure, figures, out, pre)
     path = report / "README.md"
-    path.write_text("\n".join(md))
+    fsio.write_text(path, "\n".join(md))
     return path
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gaze_attention import fsio
 from gaze_attention.demo.plan import DemoPlan, RunSpec, pretrain_pairs
 
 Log = Callable[[str], None]
@@ -127,7 +128,7 @@ def prepare_data(plan: DemoPlan, out: Path, log: Log) -> tuple[Path, Path | None
         raise ValueError(
             f"{out} holds a demo made with other data options ({stamp}); use another --out or remove it"
         )
-    stamp.write_text(json.dumps(want))
+    fsio.write_json(stamp, want)
     prepared = _make_set(
         out / "raw",
         out / "prepared",
@@ -190,9 +191,7 @@ def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
         if not p.name.endswith("_base.pt"):
             p.unlink()
     paths["base"].rename(base)
-    (folder / "pretrain.json").write_text(
-        json.dumps({"history": res.history, "seconds": time.perf_counter() - t0})
-    )
+    fsio.write_json(folder / "pretrain.json", {"history": res.history, "seconds": time.perf_counter() - t0})
     return base
 
 
@@ -247,7 +246,5 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
         checkpoint=str(res.last_checkpoint) if res.last_checkpoint else None,
         history=res.history,
     )
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result.to_dict()))
-    tmp.rename(done)
+    fsio.write_json(done, result.to_dict())  # atomic: a run is done once this file exists
     return result
