@@ -8,6 +8,7 @@ a given size gives, so `ModelConfig.grid` needs no network.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from gaze_attention.models.i3d import SPATIAL_STRIDE, TEMPORAL_STRIDE, InceptionI3d, output_grid
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """Base of every backbone; subclasses set the class attributes and implement the methods."""
 
     kind: ClassVar[str]
@@ -39,9 +40,9 @@ class Backbone(nn.Module):
         return {**cls.defaults, **config}
 
     @classmethod
+    @abstractmethod
     def grid_for(cls, config: dict[str, Any], frames: int, height: int, width: int) -> tuple[int, int, int]:
         """[T', H', W'] of the maps for a clip of this size."""
-        raise NotImplementedError
 
     @classmethod
     def clip_problem(cls, config: dict[str, Any], frames: int, height: int, width: int) -> str | None:
@@ -49,18 +50,19 @@ class Backbone(nn.Module):
         return None
 
     @classmethod
+    @abstractmethod
     def grid_rule(cls, config: dict[str, Any]) -> str:
         """How the grid follows from the clip, for error messages."""
-        raise NotImplementedError
 
     def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
         """RGB in [-1, 1] (the data path's range) -> this backbone's input range."""
         return rgb
 
+    @abstractmethod
     def forward_features(
         self, rgb: torch.Tensor, flow: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(gaze input, features), both [B, C, T', H', W']."""
 
     def forward(self, rgb: torch.Tensor, flow: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_features(rgb, flow)

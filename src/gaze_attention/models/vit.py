@@ -14,6 +14,7 @@ the attention head the final tokens, as `[B, C, T', H', W']` average-pooled to `
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -206,8 +207,9 @@ class _VideoViT(Backbone):
         return block
 
     @classmethod
+    @abstractmethod
     def tokens_for(cls, cfg: dict[str, Any], frames: int, height: int, width: int) -> tuple[int, int, int]:
-        raise NotImplementedError
+        """[T', H', W'] of the token grid for a clip of this size."""
 
     @classmethod
     def grid_for(cls, config: dict[str, Any], frames: int, height: int, width: int) -> tuple[int, int, int]:
@@ -256,11 +258,11 @@ class _VideoViT(Backbone):
             return x
         return F.avg_pool3d(x, self.pool, self.pool)  # [B, C, T'', S, S]
 
+    @abstractmethod
     def tokens(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised pixels [B, 3, T, H, W] -> (tokens after gaze_block, final tokens after the
         last norm), both [B, C, T', H', W'] at token resolution; the final ones equal
         `last_hidden_state` of the Hugging Face model (class token dropped)."""
-        raise NotImplementedError
 
     def forward_features(
         self, rgb: torch.Tensor, flow: torch.Tensor | None = None
