@@ -81,3 +81,9 @@ def test_probe_is_kept_per_machine_across_processes(tmp_path, monkeypatch):
     (tmp_path / "matmul-probe.json").write_text("not json")
     third = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert float(third.stdout) > 0  # a damaged cache is measured over
+
+
+def test_the_reported_matmul_rate_is_measured_now(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAZE_ATTENTION_CACHE", str(tmp_path))
+    P._write_cached(P._probe_key(1024, 3), P.MatmulProbe(1024, 1.0, 1.0, torch.get_num_threads()))
+    assert P.fp32_matmul_gflops(128, 1) > 1.0  # not the stale cached 1 GFLOP/s

@@ -47,7 +47,7 @@ def machine_facts() -> dict[str, Any]:
     """CPU model, threads, fp32 matmul rate and load average, for the report."""
     import torch
 
-    from gaze_attention.engine.precision import cpu_matmul_probe
+    from gaze_attention.engine.precision import fp32_matmul_gflops
 
     cpu = "unknown CPU"
     try:
@@ -57,9 +57,9 @@ def machine_facts() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    probe = cpu_matmul_probe()
+    gflops = fp32_matmul_gflops()  # measured now, not the cached precision probe
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "fp32_gflops": probe.fp32_gflops, "load": load}
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "fp32_gflops": gflops, "load": load}
 
 
 def _eta(done_s: list[float], left: int) -> str:

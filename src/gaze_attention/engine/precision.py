@@ -74,6 +74,14 @@ def _interleaved(pairs: list[tuple[torch.Tensor, torch.Tensor]], reps: int) -> l
     return [2 * a.shape[0] ** 3 / s / 1e9 for (a, _), s in zip(pairs, best, strict=True)]
 
 
+def fp32_matmul_gflops(size: int = 1024, reps: int = 3) -> float:
+    """This CPU's fp32 square-matmul rate now (best of `reps`, not cached): for reports, which
+    should say what the machine did during the run, not what the probe once measured."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
+    return _matmul_gflops(a, b, reps)
+
+
 def cache_dir() -> Path:
     """Where per-machine measurements are kept."""
     if os.environ.get("GAZE_ATTENTION_CACHE"):
@@ -187,6 +195,7 @@ __all__ = [
     "cache_dir",
     "PrecisionChoice",
     "cpu_matmul_probe",
+    "fp32_matmul_gflops",
     "resolve_for_ranks",
     "resolve_precision",
 ]
