@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -30,18 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from gaze_attention.engine.precision import cpu_matmul_probe  # noqa: E402
+from gaze_attention.engine.precision import cpu_matmul_probe, cpu_model  # noqa: E402
 from gaze_attention.models import BackboneWeightsWarning, VideoMAE, build_model  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _ours(folder: Path, frames: int, checkpointing: bool = False) -> VideoMAE:
@@ -138,7 +127,7 @@ def main() -> None:
     import transformers
 
     probe = cpu_matmul_probe()
-    print(f"machine: {cpu_name()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
           f"transformers {transformers.__version__}")
     print(f"matmul 1024^2: fp32 {probe.fp32_gflops:.0f} GFLOP/s, bf16 {probe.bf16_gflops:.0f} GFLOP/s")
     torch.manual_seed(0)

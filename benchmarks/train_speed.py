@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -41,6 +40,7 @@ from gaze_attention.data import ClipDataset, PreparedData
 from gaze_attention.data.memory import MemoryData
 from gaze_attention.engine.distributed import SeededDraws, ShardedInfiniteSampler
 from gaze_attention.engine.evaluate import autocast_context
+from gaze_attention.engine.precision import cpu_model
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet
 from gaze_attention.models.gaze_attention import PRESETS, ModelConfig
@@ -57,16 +57,6 @@ def demo_network() -> ModelConfig:
 
 
 BATCH = 8
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:

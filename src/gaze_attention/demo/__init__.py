@@ -47,19 +47,11 @@ def machine_facts() -> dict[str, Any]:
     """CPU model, threads, fp32 matmul rate and load average, for the report."""
     import torch
 
-    from gaze_attention.engine.precision import fp32_matmul_gflops
+    from gaze_attention.engine.precision import cpu_model, fp32_matmul_gflops
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gflops = fp32_matmul_gflops()  # measured now, not the cached precision probe
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "fp32_gflops": gflops, "load": load}
+    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "fp32_gflops": gflops, "load": load}
 
 
 def _eta(done_s: list[float], left: int) -> str:

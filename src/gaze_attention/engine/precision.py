@@ -90,7 +90,8 @@ def cache_dir() -> Path:
     return Path(base) / "gaze-attention"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), for keys and reports."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -102,7 +103,7 @@ def _cpu_model() -> str:
 
 
 def _probe_key(size: int, reps: int) -> str:
-    return f"{_cpu_model()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads|torch {torch.__version__}|{size}x{reps}"
+    return f"{cpu_model()}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads|torch {torch.__version__}|{size}x{reps}"
 
 
 def _read_cached(key: str) -> MatmulProbe | None:
@@ -193,6 +194,7 @@ __all__ = [
     "CHOICES",
     "MatmulProbe",
     "cache_dir",
+    "cpu_model",
     "PrecisionChoice",
     "cpu_matmul_probe",
     "fp32_matmul_gflops",
