@@ -10,9 +10,12 @@ from other jobs can only spoil, not improve):
   clipping at 20 and a momentum-SGD step, in fp32, channels_last_3d (the demo's settings).
   `before`: the `tiny` network of 2026-11-30 (24 frames at 112x112, grid (3, 4)) on a
   `PreparedData(cache=True)` + `ClipDataset` (decoded JPEGs cached per frame, a window
-  stacked from them, the gaze file read per sample), as the demo ran then. `after`: the
+  stacked from them, the gaze file read per sample) and torch's own BatchNorm and ReLU
+  kernels (`native_batchnorm()`), as the demo ran then. `after`: the
   current `tiny` preset on `MemoryData` (data/memory.py: whole clips decoded once, scaled for
-  the crop, the gaze kept), the `tiny-finetune` preset's network (16 frames at 96x96).
+  the crop, the gaze kept), the `tiny-finetune` preset's network and its `optim.freeze`
+  (the stem and first inception stage kept as pre-trained, so no backward through them), with
+  the CPU channels-last BatchNorm + ReLU backward of models/batchnorm.py.
 - `step`: the same step alone on a batch already in memory, before and after network.
 
 With `--threads 1` the times are CPU seconds of this process, which other jobs on a shared
@@ -41,8 +44,10 @@ from gaze_attention.data.memory import MemoryData
 from gaze_attention.engine.distributed import SeededDraws, ShardedInfiniteSampler
 from gaze_attention.engine.evaluate import autocast_context
 from gaze_attention.engine.precision import cpu_model
+from gaze_attention.engine.schedules import freeze_parameters
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet
+from gaze_attention.models.batchnorm import native_batchnorm
 from gaze_attention.models.gaze_attention import PRESETS, ModelConfig
 
 # The demo's network as it was on 2026-11-30 (the `tiny` preset), the baseline measured against.
@@ -54,6 +59,13 @@ def demo_network() -> ModelConfig:
     from gaze_attention.engine.config import load_config
 
     return dataclasses.replace(PRESETS["tiny"], **load_config("tiny-finetune").model.overrides())
+
+
+def demo_freeze() -> tuple[str, ...]:
+    """The parameters a demo fine-tuning run keeps as pre-trained (`optim.freeze`)."""
+    from gaze_attention.engine.config import load_config
+
+    return load_config("tiny-finetune").optim.freeze
 
 
 BATCH = 8
@@ -94,11 +106,21 @@ def make_data(folder: Path, classes: int = 4, per_class: int = 6) -> Path:
 class Variant:
     """A model, its optimizer and an endless batch iterator, stepped as the demo steps."""
 
-    def __init__(self, cfg: ModelConfig, data: PreparedData, dataset_class: type[ClipDataset], seed: int = 0):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        data: PreparedData,
+        dataset_class: type[ClipDataset],
+        seed: int = 0,
+        native_bn: bool = False,
+        freeze: tuple[str, ...] = (),
+    ):
+        self.native_bn = native_bn
         torch.manual_seed(seed)
         self.model = GazeAttentionNet(cfg, num_classes=data.num_classes).to(
             memory_format=torch.channels_last_3d
         )
+        freeze_parameters(self.model, freeze)
         self.model.train()
         self.opt = torch.optim.SGD(
             self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5, foreach=True
@@ -116,6 +138,13 @@ class Variant:
         self.fixed = next(self.batches)
 
     def step(self, batch: dict) -> None:
+        if self.native_bn:
+            with native_batchnorm():
+                self._step(batch)
+        else:
+            self._step(batch)
+
+    def _step(self, batch: dict) -> None:
         memory = torch.channels_last_3d
         rgb = batch["rgb"].contiguous(memory_format=memory)
         flow = batch["flow"].contiguous(memory_format=memory)
@@ -179,10 +208,10 @@ def main() -> None:
     print(f"machine: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"matmul 2048^2: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
 
-    before = Variant(TINY_2026_11_30, PreparedData(args.data, cache=True), ClipDataset)
+    before = Variant(TINY_2026_11_30, PreparedData(args.data, cache=True), ClipDataset, native_bn=True)
     mem = MemoryData(args.data)
     mem.preload(mem.split(1, "train"), demo_network().crop)
-    after = Variant(demo_network(), mem, mem.dataset_class)
+    after = Variant(demo_network(), mem, mem.dataset_class, freeze=demo_freeze())
     # Warm-up: one pass over the training set each (fills the before path's frame cache).
     for v in (before, after):
         for _ in range(-(-v.size // BATCH)):

@@ -125,3 +125,38 @@ def test_vit_optimizer_has_layer_decayed_groups_and_the_schedule_keeps_them() ->
     assert n == sum(p.numel() for p in model.parameters())
     i3d = build_model("tiny", num_classes=3, frames=8, crop=64)
     assert len(schedules.make_optimizer(i3d, load_config("tiny"), 0.1).param_groups) == 1
+
+
+def test_freeze_keeps_the_matched_parameters_as_initialised(prepared, tmp_path, tiny_config) -> None:
+    import fnmatch
+
+    from safetensors.torch import load_file
+
+    stem = "backbone.*.Conv3d_1a_7x7.*"
+    assert load_config("tiny", {"optim.freeze": "x.*"}).optim.freeze == ("x.*",)  # one string: one pattern
+    with pytest.raises(ValueError, match="list of non-empty strings"):
+        load_config("tiny", {"optim.freeze": [3]})
+    cfg = tiny_config(prepared, tmp_path / "run", **{"optim.freeze": [stem], "run.checkpoint_every": 1})
+    cfg = cfg.with_overrides({"optim.iters": 3})
+    train(cfg, progress=False)
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*"))
+    first, last = (load_file(c / "model.safetensors") for c in (ckpts[0], ckpts[-1]))
+    frozen = changed = 0
+    for name in first:
+        if "running_" in name or "num_batches" in name:
+            continue  # buffers: BatchNorm statistics follow the batches, frozen or not
+        if fnmatch.fnmatchcase(name, stem):
+            assert torch.equal(first[name], last[name]), name
+            frozen += 1
+        else:
+            changed += not torch.equal(first[name], last[name])
+    assert frozen == 6  # conv weight, BatchNorm weight and bias, in each stream
+    assert changed > 100  # the rest trained
+
+
+def test_a_freeze_pattern_that_matches_nothing_is_named() -> None:
+    model = build_model("tiny", num_classes=2, frames=8, crop=64)
+    with pytest.raises(ValueError, match=r"'backbone\.\*\.Conv3d_9z\*' matches no parameter"):
+        schedules.freeze_parameters(model, ("backbone.*.Conv3d_1a*", "backbone.*.Conv3d_9z*"))
+    assert schedules.freeze_parameters(build_model("tiny", num_classes=2, frames=8, crop=64),
+                                       ("backbone.*.Conv3d_*",)) == 18  # fmt: skip

@@ -54,6 +54,7 @@ class DemoPlan:
     kl_weight: float = _preset("estimator.kl_weight")
     eps_min: float = _preset("estimator.eps_min")
     precision: str = _preset("run.precision")
+    freeze: tuple[str, ...] = _preset("optim.freeze")  # kept as pre-trained while fine-tuning
     pretrain: bool = True
     pretrain_per_class: int = 12  # clips per class of the pre-training set (24 other actions)
     pretrain_iters: int = 300
@@ -104,6 +105,7 @@ class DemoPlan:
             "optim.lr": self.lr,
             "optim.warmup": self.warmup,
             "optim.milestones": self.milestones(),
+            "optim.freeze": list(self.freeze),
             "estimator.eps0": 1000.0,
             "estimator.eps_end": 1.0,
             "estimator.eps_every": 1,

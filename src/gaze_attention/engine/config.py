@@ -99,6 +99,9 @@ class OptimSpec:
     # the top (1.0: one lr for all), and the schedule after warm-up: step (milestones) | cosine.
     layer_decay: float = 1.0
     schedule: str = "step"
+    # Parameters kept as initialised: shell-style patterns over parameter names, e.g.
+    # "backbone.*.Conv3d_*" (both I3D streams' stem); each must match at least one parameter.
+    freeze: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if "None" in text:
             return None
         raise ValueError(f"{where} may not be null")
+    if "tuple[str" in text:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"{where} must be a list of non-empty strings, got {value!r}")
+        return tuple(value)
     if "tuple" in text:
         if isinstance(value, int | float):
             value = [value]

@@ -35,6 +35,27 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim
     return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, foreach=True)
 
 
+def freeze_parameters(model: nn.Module, patterns: tuple[str, ...]) -> int:
+    """`optim.freeze`: no gradient for the parameters whose names match a pattern (fnmatch);
+    returns how many tensors were frozen. A pattern that matches nothing is an error, so a
+    typo cannot silently train everything."""
+    import fnmatch
+
+    named = list(model.named_parameters())
+    frozen = 0
+    for pattern in patterns:
+        hits = [p for name, p in named if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            raise ValueError(
+                f"optim.freeze pattern {pattern!r} matches no parameter of the model "
+                f"(names look like {named[0][0]!r})"
+            )
+        for p in hits:
+            frozen += p.requires_grad
+            p.requires_grad_(False)
+    return frozen
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """The schedule's lr on every group, times the group's `lr_scale` (layer-wise decay)."""
     for g in optimizer.param_groups:

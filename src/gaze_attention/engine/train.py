@@ -59,7 +59,7 @@ from gaze_attention.engine.precision import resolve_for_ranks
 from gaze_attention.engine.runlock import claim_for_ranks
 from gaze_attention.engine.runlog import RunLog, StepTerms
 from gaze_attention.engine.saver import CheckpointSaver
-from gaze_attention.engine.schedules import eps_at, eps_rate, lr_at, make_optimizer, set_lr
+from gaze_attention.engine.schedules import eps_at, eps_rate, freeze_parameters, lr_at, make_optimizer, set_lr
 from gaze_attention.engine.signals import StopRequest
 from gaze_attention.engine.train_state import TrainState, read_train_state
 from gaze_attention.errors import GazeAttentionError
@@ -266,6 +266,10 @@ def _setup(cfg: TrainConfig, info: DistInfo, progress: bool, data: Any, records:
         if loaded and info.is_main:
             print(f"initialised {', '.join(loaded)} from {', '.join(sorted(set(map(str, init_files(cfg).values()))))}",
                   flush=True)  # fmt: skip
+    if cfg.optim.freeze:
+        frozen = freeze_parameters(model, cfg.optim.freeze)
+        if info.is_main:
+            print(f"frozen: {frozen} parameter tensors ({', '.join(cfg.optim.freeze)})", flush=True)
     model.to(dev)
     memory = torch.channels_last_3d if cfg.run.channels_last else torch.contiguous_format
     if cfg.run.channels_last:

@@ -20,6 +20,7 @@ from torch import nn
 
 from gaze_attention.estimators import GAZE_MODES, gaze_sample
 from gaze_attention.models.backbone import Backbone, TwoStreamI3D
+from gaze_attention.models.batchnorm import bn_relu
 from gaze_attention.models.i3d import BN_EPS, BN_MOMENTUM, INCEPTION_CHANNELS, InceptionModule, scaled
 from gaze_attention.models.registry import backbone_class
 
@@ -121,8 +122,8 @@ class GazeHead(nn.Module):
 
     def forward(self, x4: torch.Tensor) -> torch.Tensor:
         x = self.Mixed_5c(self.Mixed_5b(x4))
-        x = F.relu(self.b1(self.g1(x)))
-        x = F.relu(self.b2(self.g2(x)))
+        x = bn_relu(self.g1(x), self.b1)
+        x = bn_relu(self.g2(x), self.b2)
         return self.g3(x).squeeze(1)  # [B, T', S, S]
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gaze_attention.models.batchnorm import bn_relu
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
@@ -115,8 +117,8 @@ class Unit3D(nn.Module):
             # and convolving unpadded is the same arithmetic and correct.
             pad = [p for k in self.kernel[::-1] for p in (k // 2, k // 2)]
             x = F.conv3d(F.pad(x, pad), self.conv3d.weight, None, self.stride)
-            return F.relu(self.bn(x))
-        return F.relu(self.bn(self.conv3d(x)))
+            return bn_relu(x, self.bn)
+        return bn_relu(self.conv3d(x), self.bn)
 
 
 class MaxPool3dSame(nn.Module):
