@@ -13,9 +13,9 @@ from other jobs can only spoil, not improve):
   stacked from them, the gaze file read per sample) and torch's own BatchNorm and ReLU
   kernels (`native_batchnorm()`), as the demo ran then. `after`: the
   current `tiny` preset on `MemoryData` (data/memory.py: whole clips decoded once, scaled for
-  the crop, the gaze kept), the `tiny-finetune` preset's network and its `optim.freeze`
-  (the stem and first inception stage kept as pre-trained, so no backward through them), with
-  the CPU channels-last BatchNorm + ReLU backward of models/batchnorm.py.
+  the crop, the gaze kept), the `tiny-finetune` preset's network and its `optim.freeze` (if it
+  keeps layers as pre-trained, no backward through them), with the CPU channels-last BatchNorm
+  + ReLU backward of models/batchnorm.py.
 - `step`: the same step alone on a batch already in memory, before and after network.
 
 With `--threads 1` the times are CPU seconds of this process, which other jobs on a shared

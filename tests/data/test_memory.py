@@ -61,3 +61,22 @@ def test_training_on_memory_data_uses_no_loader_workers(tiny_prepared, tmp_path,
     )  # fmt: skip
     res = train(cfg, progress=False, data=MemoryData(tiny_prepared))
     assert res.iteration == 2 and seen == [0]
+
+
+def test_evaluation_windows_from_memory_equal_the_disk_ones(tiny_prepared) -> None:
+    """Evaluation over MemoryData reads windows out of the decoded clips: the same windows,
+    frames and gaze points as from the JPEGs, at a crop that rescales and one that does not."""
+    from gaze_attention.engine.inference import PreparedClip
+
+    disk, mem = PreparedData(tiny_prepared), MemoryData(tiny_prepared)
+    for crop in (40, 48):
+        for rec in disk.split(1, "test"):
+            a = PreparedClip(disk, rec.name, crop, True, rec.num_frames, rec.flow_frames)
+            b = PreparedClip(mem, rec.name, crop, True, rec.num_frames, rec.flow_frames)
+            assert b._memory is mem and a._memory is None
+            starts = [0, max(0, rec.num_frames - 4)]
+            for x, y in zip(a.windows(starts, 8), b.windows(starts, 8)):
+                assert torch.equal(x.rgb, y.rgb) and torch.equal(x.flow, y.flow), (crop, rec.name)
+                np.testing.assert_array_equal(x.points, y.points)
+                assert (x.start, x.frames) == (y.start, y.frames)
+    assert any(key[1] == 40 for key in mem._clips)  # served from whole clips, not frame by frame

@@ -35,8 +35,19 @@ def test_full_plan_pairs_none_and_direct_at_every_size() -> None:
         for arm in ("none", "direct"):
             assert sorted(r.seed for r in runs if r.estimator == arm and r.per_class == n) == list(plan.seeds)
     gs = [r for r in runs if r.estimator == "gumbel_softmax"]
-    assert {r.per_class for r in gs} == {max(plan.sizes)} and len(gs) == len(plan.seeds)
-    assert len(runs) == 2 * len(plan.sizes) * len(plan.seeds) + len(plan.seeds)
+    extra = plan.seeds[: plan.largest_only_seeds] if plan.largest_only_seeds else plan.seeds
+    assert {r.per_class for r in gs} == {max(plan.sizes)} and [r.seed for r in gs] == list(extra)
+    assert len(extra) >= 4
+    assert len(runs) == 2 * len(plan.sizes) * len(plan.seeds) + len(extra)
+    # Seeds outermost: every prefix of the runs that ends a seed holds whole pairs.
+    firsts = [next(i for i, r in enumerate(runs) if r.seed == s) for s in plan.seeds]
+    assert firsts == sorted(firsts)
+
+
+def test_largest_only_arms_run_on_the_first_seeds_only() -> None:
+    plan = DemoPlan(seeds=(3, 1, 4, 5), largest_only_seeds=2)
+    gs = [(r.seed, r.per_class) for r in plan_runs(plan) if r.estimator in plan.largest_only]
+    assert gs == [(3, max(plan.sizes)), (1, max(plan.sizes))]
 
 
 def test_finetune_schedule_keeps_direct_optimization_alive_to_the_end() -> None:

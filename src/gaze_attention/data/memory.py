@@ -42,24 +42,40 @@ class MemoryData(PreparedData):
 
     def clip(self, rec: ClipRecord, crop: int, use_flow: bool = True) -> MemoryClip:
         """Every frame of a clip, scaled as `ClipDataset` scales a window for `crop`."""
-        key = (rec.name, crop, use_flow)
+        return self._clip(rec.name, rec.num_frames, rec.flow_frames, crop, use_flow)
+
+    def fitted_frames(
+        self, name: str, idx: np.ndarray, *, crop: int, use_flow: bool, num_frames: int, flow_frames: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frames `idx` of a clip as `FrameStore.frames` gives them, already scaled for `crop`
+        (`fit_short_side`, which leaves them as they are when applied again), out of memory:
+        what evaluation reads, without a JPEG or a frame lookup per frame."""
+        clip = self._clip(name, num_frames, flow_frames, crop, use_flow)
+        rgb = clip.rgb[idx]  # [L, H, W, 3]
+        if not use_flow:
+            return rgb, None
+        assert clip.flow is not None
+        return rgb, clip.flow[np.minimum(idx, len(clip.flow) - 1)]  # [L, H, W, 2]
+
+    def _clip(self, name: str, num_frames: int, flow_frames: int | None, crop: int, use_flow: bool) -> MemoryClip:
+        key = (name, crop, use_flow)
         got = self._clips.get(key)
         if got is None:
-            rgb = np.stack([self.image(self.rgb_path(rec.name, i)) for i in range(rec.num_frames)])
+            rgb = np.stack([self.image(self.rgb_path(name, i)) for i in range(num_frames)])
             # fit_short_side scales each frame alone, so scaling the clip once and indexing a
             # window later gives the window ClipDataset would scale itself.
             rgb = np.ascontiguousarray(fit_short_side(rgb, crop))
             flow = None
             if use_flow:
-                n = rec.flow_frames or rec.num_frames
+                n = flow_frames or num_frames
                 flow = np.stack(
                     [
-                        np.stack([self._grey(self.flow_path(rec.name, c, i)) for c in ("u", "v")], -1)
+                        np.stack([self._grey(self.flow_path(name, c, i)) for c in ("u", "v")], -1)
                         for i in range(n)
                     ]
                 )  # [N, H, W, 2]
                 flow = np.ascontiguousarray(fit_short_side(flow, crop))
-            got = MemoryClip(rgb, flow, self.gaze(rec.name, rec.num_frames))
+            got = MemoryClip(rgb, flow, self.gaze(name, num_frames))
             self._clips[key] = got
         return got
 

@@ -260,6 +260,8 @@ class PreparedClip:
         if isinstance(store, str | os.PathLike):
             store = FrameStore(store)
         self.store: FrameStore = getattr(store, "store", store)  # a PreparedData holds one
+        # MemoryData (the demo's runs) holds whole clips decoded and scaled: read windows there.
+        self._memory = store if getattr(store, "in_memory", False) else None
         self.name, self.crop, self.use_flow = name, crop, use_flow
         if num_frames is None or (use_flow and flow_frames is None):
             counted, counted_flow = self.store.counts(name)
@@ -284,7 +286,13 @@ class PreparedClip:
 
     def read(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Frames `idx` as cropped uint8 rgb [L, c, c, 3], flow [L, c, c, 2] and crop-normalised points [L, 2]."""
-        rgb, flow = self.store.frames(self.name, idx, use_flow=self.use_flow, flow_frames=self.flow_frames)
+        if self._memory is not None:
+            rgb, flow = self._memory.fitted_frames(
+                self.name, idx, crop=self.crop, use_flow=self.use_flow,
+                num_frames=self.num_frames, flow_frames=self.flow_frames,
+            )  # fmt: skip
+        else:
+            rgb, flow = self.store.frames(self.name, idx, use_flow=self.use_flow, flow_frames=self.flow_frames)
         if self._geometry is None:
             self._geometry = CenterCrop(rgb.shape[1], rgb.shape[2], self.crop)
         points = self._geometry.box.points(self.gaze()[idx])
