@@ -57,7 +57,7 @@ def _fast_path(x: torch.Tensor, bn: nn.BatchNorm3d) -> bool:
 def bn_relu(x: torch.Tensor, bn: nn.BatchNorm3d) -> torch.Tensor:
     """`F.relu(bn(x))`, with a faster backward on CPU channels-last tensors."""
     if not _fast_path(x, bn):
-        return F.relu(bn(x))
+        return F.relu(bn(x), inplace=True)  # BatchNorm keeps its input for backward, not its output
     assert bn.num_batches_tracked is not None
     with torch.no_grad():
         bn.num_batches_tracked.add_(1)

@@ -125,8 +125,8 @@ class MaxPool3dSame(nn.Module):
     """Max-pool with SAME padding.
 
     The inputs always follow a ReLU (values >= 0), so zero padding (the reference's `F.pad`)
-    and the pool's own -inf padding give identical results; the pool's own padding avoids a
-    copy whenever the padding is symmetric.
+    and the pool's own -inf padding give identical results; the pool's own padding (or, when
+    all of it is at the back, `ceil_mode`'s partial windows) avoids a copy of the input.
     """
 
     def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> None:
@@ -139,6 +139,10 @@ class MaxPool3dSame(nn.Module):
         front, back = pads[0::2], pads[1::2]
         if front == back and all(p <= k // 2 for p, k in zip(front, self.kernel[::-1])):
             return F.max_pool3d(x, self.kernel, self.stride, padding=tuple(front[::-1]))
+        if not any(front):
+            # No front padding means at most one frame or pixel at the back (SAME puts the
+            # larger half there), and ceil_mode's partial last window is exactly that window.
+            return F.max_pool3d(x, self.kernel, self.stride, ceil_mode=True)
         return F.max_pool3d(F.pad(x, pads), self.kernel, self.stride)
 
 
