@@ -10,8 +10,9 @@ from other jobs can only spoil, not improve):
   clipping at 20 and a momentum-SGD step, in fp32, channels_last_3d (the demo's settings).
   `before`: the `tiny` network of 2026-11-30 (24 frames at 112x112, grid (3, 4)) on a
   `PreparedData(cache=True)` + `ClipDataset` (decoded JPEGs cached per frame, a window
-  stacked from them, the gaze file read per sample) and torch's own BatchNorm and ReLU
-  kernels (`native_batchnorm()`), as the demo ran then. `after`: the
+  stacked from them, the gaze file read per sample) and the layers' kernels of then
+  (`models.fastpath.baseline_kernels()`: torch's BatchNorm, a separate ReLU, padded copies
+  before asymmetric max-pools), as the demo ran then. `after`: the
   current `tiny` preset on `MemoryData` (data/memory.py: whole clips decoded once, scaled for
   the crop, the gaze kept), the `tiny-finetune` preset's network and its `optim.freeze` (if it
   keeps layers as pre-trained, no backward through them), with the CPU channels-last BatchNorm
@@ -47,7 +48,7 @@ from gaze_attention.engine.precision import cpu_model
 from gaze_attention.engine.schedules import freeze_parameters
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet
-from gaze_attention.models.batchnorm import native_batchnorm
+from gaze_attention.models.fastpath import baseline_kernels
 from gaze_attention.models.gaze_attention import PRESETS, ModelConfig
 
 # The demo's network as it was on 2026-11-30 (the `tiny` preset), the baseline measured against.
@@ -112,10 +113,10 @@ class Variant:
         data: PreparedData,
         dataset_class: type[ClipDataset],
         seed: int = 0,
-        native_bn: bool = False,
+        baseline: bool = False,
         freeze: tuple[str, ...] = (),
     ):
-        self.native_bn = native_bn
+        self.baseline = baseline
         torch.manual_seed(seed)
         self.model = GazeAttentionNet(cfg, num_classes=data.num_classes).to(
             memory_format=torch.channels_last_3d
@@ -138,8 +139,8 @@ class Variant:
         self.fixed = next(self.batches)
 
     def step(self, batch: dict) -> None:
-        if self.native_bn:
-            with native_batchnorm():
+        if self.baseline:
+            with baseline_kernels():
                 self._step(batch)
         else:
             self._step(batch)
@@ -208,7 +209,7 @@ def main() -> None:
     print(f"machine: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"matmul 2048^2: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
 
-    before = Variant(TINY_2026_11_30, PreparedData(args.data, cache=True), ClipDataset, native_bn=True)
+    before = Variant(TINY_2026_11_30, PreparedData(args.data, cache=True), ClipDataset, baseline=True)
     mem = MemoryData(args.data)
     mem.preload(mem.split(1, "train"), demo_network().crop)
     after = Variant(demo_network(), mem, mem.dataset_class, freeze=demo_freeze())

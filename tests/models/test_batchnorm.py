@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from gaze_attention.losses import TRAIN_GAZE_MODE, training_losses
 from gaze_attention.models import GazeAttentionNet
-from gaze_attention.models.batchnorm import _fast_path, bn_relu, native_batchnorm
+from gaze_attention.models.batchnorm import _fast_path, bn_relu
+from gaze_attention.models.fastpath import baseline_kernels
 from gaze_attention.models.gaze_attention import ModelConfig
 
 CL = torch.channels_last_3d
@@ -65,7 +66,7 @@ def test_other_layouts_dtypes_modes_and_one_thread_are_torchs_own_kernel() -> No
     assert not _fast_path(torch.randn(2, 8, 1, 1, 1).contiguous(memory_format=CL), bn)  # both layouts
     x_cl = torch.randn(2, 8, 3, 4, 4).contiguous(memory_format=CL)
     assert _fast_path(x_cl, bn)
-    with native_batchnorm():
+    with baseline_kernels():
         assert not _fast_path(x_cl, bn)
     torch.set_num_threads(1)
     assert not _fast_path(x_cl, bn)
@@ -98,7 +99,7 @@ def test_a_tiny_network_step_matches_torchs_batchnorm() -> None:
         return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
 
     loss, grads = step(net)
-    with native_batchnorm():
+    with baseline_kernels():
         loss_ref, grads_ref = step(twin)
     torch.testing.assert_close(loss, loss_ref, rtol=1e-4, atol=1e-5)
     assert grads.keys() == grads_ref.keys() and all(g is not None for g in grads.values())

@@ -10,38 +10,24 @@ and eps exactly as `nn.BatchNorm3d`), applies the ReLU in place, and computes th
 both itself in a few vectorised passes (no separate ReLU backward, no mask tensor).
 
 Everywhere else (CUDA, the contiguous format, bf16/fp16, evaluation, one thread, where torch's
-kernel is as fast) `bn_relu` is `F.relu(bn(x))`, as it is inside `native_batchnorm()` (the
-benchmark's baseline). `benchmarks/train_speed.py` measures the effect;
+kernel is as fast) `bn_relu` is `F.relu(bn(x))`, the ReLU in place (out of place inside
+`fastpath.baseline_kernels()`, the benchmark's baseline). `benchmarks/train_speed.py` measures the effect;
 tests/models/test_batchnorm.py checks the values, gradients and running statistics against
 torch's own BatchNorm.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-_FUSED = True
-
-
-@contextlib.contextmanager
-def native_batchnorm() -> Iterator[None]:
-    """Within the block `bn_relu` is `F.relu(bn(x))` everywhere (torch's own kernels)."""
-    global _FUSED
-    before, _FUSED = _FUSED, False
-    try:
-        yield
-    finally:
-        _FUSED = before
+from gaze_attention.models import fastpath
 
 
 def _fast_path(x: torch.Tensor, bn: nn.BatchNorm3d) -> bool:
     return (
-        _FUSED
+        fastpath.enabled()
         and bn.training
         and x.device.type == "cpu"
         and torch.get_num_threads() > 1
@@ -57,7 +43,8 @@ def _fast_path(x: torch.Tensor, bn: nn.BatchNorm3d) -> bool:
 def bn_relu(x: torch.Tensor, bn: nn.BatchNorm3d) -> torch.Tensor:
     """`F.relu(bn(x))`, with a faster backward on CPU channels-last tensors."""
     if not _fast_path(x, bn):
-        return F.relu(bn(x), inplace=True)  # BatchNorm keeps its input for backward, not its output
+        # In place: BatchNorm keeps its input for backward, not its output.
+        return F.relu(bn(x), inplace=fastpath.enabled())
     assert bn.num_batches_tracked is not None
     with torch.no_grad():
         bn.num_batches_tracked.add_(1)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gaze_attention.models import fastpath
 from gaze_attention.models.batchnorm import bn_relu
 
 BN_EPS = 1e-3
@@ -139,7 +140,7 @@ class MaxPool3dSame(nn.Module):
         front, back = pads[0::2], pads[1::2]
         if front == back and all(p <= k // 2 for p, k in zip(front, self.kernel[::-1])):
             return F.max_pool3d(x, self.kernel, self.stride, padding=tuple(front[::-1]))
-        if not any(front):
+        if not any(front) and fastpath.enabled():
             # No front padding means at most one frame or pixel at the back (SAME puts the
             # larger half there), and ceil_mode's partial last window is exactly that window.
             return F.max_pool3d(x, self.kernel, self.stride, ceil_mode=True)
