@@ -20,7 +20,7 @@ import sys
 from gaze_attention.commands._args import add_deprecated_alias, add_progress_argument, error, positive_int
 
 EXAMPLES = """examples:
-  gaze-attention demo                             # the full ablation (30 fine-tuning runs)
+  gaze-attention demo                             # the full ablation (28 fine-tuning runs)
   gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes, 16 iterations: a check that it runs
   gaze-attention demo --sizes 4 30 --iters 120    # two training-set sizes, longer fine-tuning
 """
