@@ -42,6 +42,7 @@ import torch
 
 from gaze_attention.data import ClipDataset, PreparedData
 from gaze_attention.data.memory import MemoryData
+from gaze_attention.demo.plan import finetune_preset
 from gaze_attention.engine.distributed import SeededDraws, ShardedInfiniteSampler
 from gaze_attention.engine.evaluate import autocast_context
 from gaze_attention.engine.precision import cpu_model
@@ -57,16 +58,7 @@ TINY_2026_11_30 = ModelConfig(frames=24, crop=112, width=0.125, dropout=0.5, bn_
 
 def demo_network() -> ModelConfig:
     """The network the demo fine-tunes now: `tiny` with the `tiny-finetune` preset's fields."""
-    from gaze_attention.engine.config import load_config
-
-    return dataclasses.replace(PRESETS["tiny"], **load_config("tiny-finetune").model.overrides())
-
-
-def demo_freeze() -> tuple[str, ...]:
-    """The parameters a demo fine-tuning run keeps as pre-trained (`optim.freeze`)."""
-    from gaze_attention.engine.config import load_config
-
-    return load_config("tiny-finetune").optim.freeze
+    return dataclasses.replace(PRESETS["tiny"], **finetune_preset().model.overrides())
 
 
 BATCH = 8
@@ -212,7 +204,7 @@ def main() -> None:
     before = Variant(TINY_2026_11_30, PreparedData(args.data, cache=True), ClipDataset, baseline=True)
     mem = MemoryData(args.data)
     mem.preload(mem.split(1, "train"), demo_network().crop)
-    after = Variant(demo_network(), mem, mem.dataset_class, freeze=demo_freeze())
+    after = Variant(demo_network(), mem, mem.dataset_class, freeze=finetune_preset().optim.freeze)
     # Warm-up: one pass over the training set each (fills the before path's frame cache).
     for v in (before, after):
         for _ in range(-(-v.size // BATCH)):

@@ -35,7 +35,7 @@ def test_full_plan_pairs_none_and_direct_at_every_size() -> None:
         for arm in ("none", "direct"):
             assert sorted(r.seed for r in runs if r.estimator == arm and r.per_class == n) == list(plan.seeds)
     gs = [r for r in runs if r.estimator == "gumbel_softmax"]
-    extra = plan.seeds[: plan.largest_only_seeds] if plan.largest_only_seeds else plan.seeds
+    extra = plan.largest_only_seed_list
     assert {r.per_class for r in gs} == {max(plan.sizes)} and [r.seed for r in gs] == list(extra)
     assert len(extra) >= 4
     assert len(runs) == 2 * len(plan.sizes) * len(plan.seeds) + len(extra)

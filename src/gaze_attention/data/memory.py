@@ -49,13 +49,13 @@ class MemoryData(PreparedData):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Frames `idx` of a clip as `FrameStore.frames` gives them, already scaled for `crop`
         (`fit_short_side`, which leaves them as they are when applied again), out of memory:
-        what evaluation reads, without a JPEG or a frame lookup per frame."""
+        what training windows and evaluation read, without a JPEG or a frame lookup per frame."""
         clip = self._clip(name, num_frames, flow_frames, crop, use_flow)
         rgb = clip.rgb[idx]  # [L, H, W, 3]
         if not use_flow:
             return rgb, None
         assert clip.flow is not None
-        return rgb, clip.flow[np.minimum(idx, len(clip.flow) - 1)]  # [L, H, W, 2]
+        return rgb, clip.flow[np.minimum(idx, len(clip.flow) - 1)]  # [L, H, W, 2]; dense_flow has one fewer
 
     def _clip(self, name: str, num_frames: int, flow_frames: int | None, crop: int, use_flow: bool) -> MemoryClip:
         key = (name, crop, use_flow)
@@ -112,13 +112,10 @@ class MemoryClipDataset(ClipDataset):
         super().__init__(data, records, **options)
 
     def _load(self, rec: ClipRecord, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        clip = self.data.clip(rec, self.crop, self.use_flow)
-        rgb = clip.rgb[idx]  # [T, H, W, 3]
-        flow = None
-        if self.use_flow:
-            assert clip.flow is not None
-            flow = clip.flow[np.minimum(idx, len(clip.flow) - 1)]  # dense_flow has one flow frame fewer
-        return rgb, flow
+        return self.data.fitted_frames(
+            rec.name, idx, crop=self.crop, use_flow=self.use_flow,
+            num_frames=rec.num_frames, flow_frames=rec.flow_frames,
+        )  # fmt: skip
 
 
 MemoryData.dataset_class = MemoryClipDataset

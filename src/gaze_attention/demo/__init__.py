@@ -90,7 +90,8 @@ def run_demo(
     data = MemoryData(prepared)
     runs = plan_runs(plan)
     log(f"{len(runs)} fine-tuning runs: {', '.join(plan.arms)} at {sorted(plan.sizes)} clips/class"
-        + (f", {', '.join(plan.largest_only)} at {plan.max_size}" if plan.largest_only else "")
+        + (f", {', '.join(plan.largest_only)} at {plan.max_size} (seeds {list(plan.largest_only_seed_list)})"
+           if plan.largest_only else "")
         + f"; seeds {list(plan.seeds)}")  # fmt: skip
     results: list[RunResult] = []
     took: list[float] = []

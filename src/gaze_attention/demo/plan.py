@@ -57,7 +57,6 @@ class DemoPlan:
     kl_weight: float = _preset("estimator.kl_weight")
     eps_min: float = _preset("estimator.eps_min")
     precision: str = _preset("run.precision")
-    freeze: tuple[str, ...] = _preset("optim.freeze")  # kept as pre-trained while fine-tuning
     pretrain: bool = True
     pretrain_per_class: int = 12  # clips per class of the pre-training set (24 other actions)
     pretrain_iters: int = 300
@@ -86,6 +85,11 @@ class DemoPlan:
         )
 
     @property
+    def largest_only_seed_list(self) -> tuple[int, ...]:
+        """The seeds the `largest_only` arms run with: the first `largest_only_seeds`."""
+        return self.seeds[: self.largest_only_seeds]
+
+    @property
     def max_size(self) -> int:
         return max(self.sizes)
 
@@ -108,7 +112,6 @@ class DemoPlan:
             "optim.lr": self.lr,
             "optim.warmup": self.warmup,
             "optim.milestones": self.milestones(),
-            "optim.freeze": list(self.freeze),
             "estimator.eps0": 1000.0,
             "estimator.eps_end": 1.0,
             "estimator.eps_every": 1,
@@ -151,7 +154,7 @@ def plan_runs(plan: DemoPlan) -> list[RunSpec]:
     """Every (arm, size, seed), the `largest_only` arms at the largest size; seeds outermost,
     so a demo stopped early has whole pairs at every size for the seeds it finished."""
     runs = []
-    extra = plan.seeds[: plan.largest_only_seeds] if plan.largest_only_seeds is not None else plan.seeds
+    extra = plan.largest_only_seed_list
     for s in plan.seeds:
         runs += [RunSpec(e, s, n) for n in sorted(plan.sizes) for e in plan.arms]
         if s in extra:

@@ -414,7 +414,11 @@ def _markdown(
         if machine
         else ""
     )
-    largest = f"; {', '.join(plan.largest_only)} at {plan.max_size} only" if plan.largest_only else ""
+    largest = ""
+    if plan.largest_only:
+        largest = f"; {', '.join(plan.largest_only)} at {plan.max_size} only"
+        if plan.largest_only_seed_list != plan.seeds:
+            largest += f", seeds {list(plan.largest_only_seed_list)}"
     md = [
         "# Gaze-Attention demo report",
         "",
