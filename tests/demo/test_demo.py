@@ -7,6 +7,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -22,7 +23,8 @@ from gaze_attention.demo import (
     t975,
     verdict,
 )
-from gaze_attention.demo.statistics import pairs_needed
+from gaze_attention.demo.report import noise_table, power
+from gaze_attention.demo.statistics import clip_sampling_se, noise_split, pairs_needed
 
 
 def test_full_plan_pairs_none_and_direct_at_every_size() -> None:
@@ -139,6 +141,55 @@ def test_spread() -> None:
     assert spread([None]).n == 0
 
 
+def test_clip_sampling_se_by_hand() -> None:
+    # d = a - b = 1, 0 | 0, 1 over classes 0 | 1: each class has var(d) = 0.5 (ddof 1) over
+    # 2 clips, so var = (0.5 / 2 + 0.5 / 2) / 2^2 = 0.125 and the SE is sqrt(0.125) = 0.35355.
+    se = clip_sampling_se([1, 0, 1, 1], [0, 0, 1, 0], [0, 0, 1, 1])
+    assert se == pytest.approx(math.sqrt(0.125))
+    # two arms right and wrong on the same clips: drawing other clips cannot separate them
+    assert clip_sampling_se([1, 0, 1, 0], [1, 0, 1, 0], [0, 0, 1, 1]) == 0.0
+    with pytest.raises(ValueError, match="equal-length"):
+        clip_sampling_se([1, 0], [1], [0, 0])
+
+
+def test_clip_sampling_se_matches_redrawn_test_sets() -> None:
+    """The SE from one test set is the spread of the paired difference over test sets drawn
+    anew from the same population (two fixed models, classes of unequal difficulty)."""
+    rng = np.random.default_rng(0)
+    k, n = 4, 40
+    p_a = np.array([0.8, 0.6, 0.4, 0.3])  # per-class chance that model a is right
+    p_b = np.array([0.6, 0.6, 0.3, 0.3])
+    labels = np.repeat(np.arange(k), n)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        u = rng.random(labels.size)  # shared: the models agree on easy clips
+        v = rng.random(labels.size)
+        a = (u < p_a[labels]).astype(int)
+        b = np.where(v < 0.5, u < p_b[labels], v < 0.5 + 0.5 * p_b[labels]).astype(int)
+        return a, b
+
+    diffs, ses = [], []
+    for _ in range(3000):
+        a, b = draw()
+        diffs.append(np.mean([a[labels == c].mean() - b[labels == c].mean() for c in range(k)]))
+        ses.append(clip_sampling_se(a, b, labels))
+    assert np.mean(ses) == pytest.approx(np.std(diffs), rel=0.05)
+
+
+def test_noise_split_by_hand() -> None:
+    # diffs 0.0, 0.1: std 0.0707107; per-pair SEs 0.03, 0.04: rms 0.0353553; training
+    # sqrt(0.005 - 0.00125) = 0.0612372; with 4x the test clips the test part halves:
+    # sqrt(0.00375 + 0.00125 / 4) = 0.0637377.
+    split = noise_split([0.0, 0.1], [0.03, 0.04], 40)
+    assert split.sd == pytest.approx(0.0707107, abs=1e-6)
+    assert split.test_se == pytest.approx(0.0353553, abs=1e-6)
+    assert split.training == pytest.approx(0.0612372, abs=1e-6)
+    assert split.sd_with(160) == pytest.approx(0.0637377, abs=1e-6)
+    assert noise_split([0.0, 0.0], [0.05, 0.05], 40).training == 0.0  # never imaginary
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        noise_split([0.1], [0.01], 40)
+
+
 def _row(e: str, n: int, s: int, acc: float) -> RunResult:
     return RunResult(
         name=f"{e}-n{n}-s{s}", estimator=e, seed=s, per_class=n, mean_class_accuracy=acc, overall_accuracy=acc,
@@ -169,6 +220,30 @@ def test_summary_pairs_arms_seed_by_seed() -> None:
     assert summary.table["4"]["none"]["gaze_exact_cell"].n == 0
     lines = verdict(summary)
     assert any("direct - none at 4 clips per class: +5.0 points, better" in line for line in lines)
+
+
+def test_noise_table_uses_the_runs_per_clip_results() -> None:
+    plan = DemoPlan(sizes=(4,), seeds=(0, 1, 2), largest_only=(), test_per_class=2)
+    labels = [0, 0, 1, 1]
+    right = {"none": ([1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 0, 0]), "direct": ([1, 1, 1, 0], [0, 0, 1, 1], [1, 1, 1, 1])}
+    rows = []
+    for e, per_seed in right.items():
+        for s, correct in enumerate(per_seed):
+            y = np.array(correct)
+            acc = float(np.mean([y[:2].mean(), y[2:].mean()]))
+            rows.append(RunResult(**{**_row(e, 4, s, acc).__dict__, "test_correct": correct, "test_labels": labels}))
+    split = noise_table(rows, plan)["direct - none"]["4"]
+    ses = [clip_sampling_se(right["direct"][s], right["none"][s], labels) for s in range(3)]
+    assert split.test_se == pytest.approx(math.sqrt(np.mean(np.square(ses))))
+    assert split.sd == pytest.approx(np.std([0.25, 0.0, 0.5], ddof=1))
+    assert "accounts for" in "".join(power(summarise(rows, plan), noise_table(rows, plan)))
+    rows[0] = RunResult(**{**rows[0].__dict__, "test_labels": [1, 1, 0, 0]})
+    with pytest.raises(ValueError, match="different test clips"):
+        noise_table(rows, plan)
+    # runs made before per-clip results were kept: no split, and power() says nothing of it
+    old = [RunResult(**{**r.__dict__, "test_correct": None}) for r in rows]
+    assert noise_table(old, plan) == {}
+    assert "accounts for" not in "".join(power(summarise(old, plan), noise_table(old, plan)))
 
 
 @pytest.mark.slow
@@ -214,6 +289,12 @@ def test_quick_demo_end_to_end(tmp_path) -> None:
         # accuracies are counts over the test clips (test_per_class of each class)
         for key in ("mean_class_accuracy", "overall_accuracy"):
             assert r[key] * n_test == pytest.approx(round(r[key] * n_test), abs=1e-9), (r["name"], key)
+    # per-clip results kept, in one test order, and the report splits the noise with them
+    kept = [json.loads((tmp_path / "demo" / "runs" / r["name"] / "result.json").read_text()) for r in payload["runs"]]
+    for r in kept:
+        assert len(r["test_correct"]) == n_test and r["test_labels"] == kept[0]["test_labels"]
+        assert sum(r["test_correct"]) == pytest.approx(r["overall_accuracy"] * n_test)
+    assert set(payload["noise"]["direct - none"]) == {*map(str, plan.sizes), "pooled"}
     # direct optimization's activity was logged for every direct run
     act = payload["direct_activity"]
     assert act["runs"] == len(plan.sizes) * len(plan.seeds) and len(act["flip"]) == len(act["iteration"])

@@ -26,7 +26,16 @@ from gaze_attention.demo.plan import (
     pretrain_pairs,
 )
 from gaze_attention.demo.runs import RunResult
-from gaze_attention.demo.statistics import Interval, Spread, paired_interval, pairs_needed, spread
+from gaze_attention.demo.statistics import (
+    Interval,
+    NoiseSplit,
+    Spread,
+    clip_sampling_se,
+    noise_split,
+    paired_interval,
+    pairs_needed,
+    spread,
+)
 
 METRICS = ("mean_class_accuracy", "overall_accuracy", "gaze_exact_cell", "gaze_within_one_cell")
 
@@ -82,6 +91,39 @@ def summarise(results: list[RunResult], plan: DemoPlan) -> Summary:
         if len(paired[key]) > 1 or not paired[key]:  # pooling one size would repeat it
             paired[key]["pooled"] = paired_interval(pooled)
     return Summary(table, paired)
+
+
+def noise_table(results: list[RunResult], plan: DemoPlan) -> dict[str, dict[str, NoiseSplit]]:
+    """Per comparison and size (and pooled), the paired differences' std split into test
+    sampling and training (`statistics.noise_split`), where both runs of at least 2 pairs kept
+    their per-clip results; the same pairs as `summarise`."""
+    by = {(r.estimator, r.per_class, r.seed): r for r in results}
+    arms = plan.all_arms()
+    out: dict[str, dict[str, NoiseSplit]] = {}
+    for a, b in COMPARISONS:
+        if a not in arms or b not in arms:
+            continue
+        rows: dict[str, NoiseSplit] = {}
+        pooled: tuple[list[float], list[float]] = ([], [])
+        for n in sorted(plan.sizes):
+            diffs, ses = [], []
+            for s in plan.seeds:
+                ra, rb = by.get((a, n, s)), by.get((b, n, s))
+                if ra is None or rb is None or ra.test_correct is None or rb.test_correct is None:
+                    continue
+                if ra.test_labels != rb.test_labels:
+                    raise ValueError(f"{ra.name} and {rb.name} were evaluated on different test clips")
+                diffs.append(ra.mean_class_accuracy - rb.mean_class_accuracy)
+                ses.append(clip_sampling_se(ra.test_correct, rb.test_correct, ra.test_labels or []))
+            if len(diffs) > 1:
+                rows[str(n)] = noise_split(diffs, ses, plan.test_per_class)
+            pooled[0].extend(diffs)
+            pooled[1].extend(ses)
+        if len(rows) > 1 and len(pooled[0]) > 1:
+            rows["pooled"] = noise_split(*pooled, plan.test_per_class)
+        if rows:
+            out[f"{a} - {b}"] = rows
+    return out
 
 
 def _pct(stat: Spread) -> str:
@@ -145,9 +187,11 @@ def verdict(summary: Summary) -> list[str]:
     return out
 
 
-def power(summary: Summary) -> list[str]:
-    """Whether each interval reached its target half-width, and the pairs it would need."""
+def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = None) -> list[str]:
+    """Whether each interval reached its target half-width, and the pairs it would need; with
+    `noise` (`noise_table`), how much of the differences' std more test clips would remove."""
     out = []
+    noise = noise or {}
     for comp, rows in summary.paired.items():
         for k, st in rows.items():
             if st.n < 2:
@@ -162,6 +206,16 @@ def power(summary: Summary) -> list[str]:
                 f"({'meets' if ok else 'misses'} ±{target:g}); differences' std {sd:.1f} points, "
                 f"so ±{target:g} needs {need} pairs (have {st.n})."
             )
+            split = noise.get(comp, {}).get(k)
+            if split is not None:
+                more = 4 * split.n_test_per_class
+                sd4 = 100 * split.sd_with(more)
+                out[-1] += (
+                    f" Of that std, drawing the {split.n_test_per_class:g} test clips per class accounts for "
+                    f"{100 * split.test_se:.1f} points (per pair, from the clips the arms disagree on) "
+                    f"and training for {100 * split.training:.1f}: with {more:g} test clips per class the "
+                    f"std would be about {sd4:.1f} ({pairs_needed(sd4, target)} pairs for ±{target:g})."
+                )
     return out
 
 
@@ -369,6 +423,7 @@ def write_report(
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     summary = summarise(results, plan)
+    noise = noise_table(results, plan)
     figures = plots(results, summary, plan, report)
     bias_md, bias = bias_section(plan)
     figure = gradcam_figure(results, data, plan, report) if plan.figure else None
@@ -383,19 +438,23 @@ def write_report(
         "finetune": plan.finetune_overrides(),
         "pretrain": plan.pretrain_overrides() if plan.pretrain else None,
         "summary": summary.to_dict(),
+        "noise": {
+            c: {k: {"sd": v.sd, "test_se": v.test_se, "training": v.training} for k, v in rows.items()}
+            for c, rows in noise.items()
+        },
         "direct_activity": act,
         "bias": bias,
-        "runs": [r.to_dict(history=False) for r in results],
+        "runs": [r.to_dict(history=False, clips=False) for r in results],  # clips: each run's result.json
     }
     fsio.write_json(report / "results.json", payload)  # strict JSON: NaN as null
-    md = _markdown(summary, plan, payload, bias_md, act, figure, figures, out, pre)
+    md = _markdown(summary, noise, plan, payload, bias_md, act, figure, figures, out, pre)
     path = report / "README.md"
     fsio.write_text(path, "\n".join(md))
     return path
 
 
 def _markdown(
-    summary: Summary, plan: DemoPlan, payload: dict[str, Any], bias_md: str, act: dict[str, Any],
+    summary: Summary, noise: dict[str, dict[str, NoiseSplit]], plan: DemoPlan, payload: dict[str, Any], bias_md: str, act: dict[str, Any],
     figure: str | None, figures: list[str], out: Path, pre: Path,
 ) -> list[str]:  # fmt: skip
     pre_text = (
@@ -448,7 +507,7 @@ def _markdown(
         "",
         "Power:",
         "",
-        *power(summary),
+        *power(summary, noise),
         "",
         "![paired differences](paired_differences.png)",
         "",

@@ -34,11 +34,19 @@ class RunResult:
     eval_seconds: float
     checkpoint: str | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Per test clip, in the split's order: 1 if predicted right; and its label. They give each
+    # paired difference's test-sampling error (statistics.clip_sampling_se). None in runs
+    # made before they were kept.
+    test_correct: list[int] | None = None
+    test_labels: list[int] | None = None
 
-    def to_dict(self, history: bool = True) -> dict[str, Any]:
+    def to_dict(self, history: bool = True, clips: bool = True) -> dict[str, Any]:
         d = asdict(self)
         if not history:
             d.pop("history")
+        if not clips:
+            d.pop("test_correct")
+            d.pop("test_labels")
         return d
 
     @classmethod
@@ -245,6 +253,8 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
         eval_seconds=metrics["seconds"],
         checkpoint=str(res.last_checkpoint) if res.last_checkpoint else None,
         history=res.history,
+        test_correct=[int(c["pred"] == c["label"]) for c in metrics["clips"]],
+        test_labels=[int(c["label"]) for c in metrics["clips"]],
     )
     fsio.write_json(done, result.to_dict())  # atomic: a run is done once this file exists
     return result

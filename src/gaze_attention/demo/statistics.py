@@ -89,3 +89,57 @@ def pairs_needed(sd: float, half_width: float) -> int:
     while t975(n - 1) * sd / math.sqrt(n) > half_width:
         n += 1
     return n
+
+
+def clip_sampling_se(correct_a: Sequence[int], correct_b: Sequence[int], labels: Sequence[int]) -> float:
+    """Standard error that drawing the test clips alone gives one paired difference in mean
+    class accuracy, from the per-clip correctness of the two arms (1 right, 0 wrong).
+
+    Mean class accuracy is the average over classes of each class's accuracy, so the
+    difference is a stratified mean of d = a - b per clip (d in -1, 0, 1), and its sampling
+    variance is sum over classes of var_c(d) / n_c / K^2. Clips both arms get right, or both
+    wrong, add nothing: the variance comes from the clips where the arms disagree.
+    """
+    a, b, y = (np.asarray(v) for v in (correct_a, correct_b, labels))
+    if not (a.shape == b.shape == y.shape) or a.ndim != 1:
+        raise ValueError(f"need three equal-length lists, got {a.shape}, {b.shape}, {y.shape}")
+    d = a.astype(float) - b.astype(float)
+    classes = np.unique(y)
+    var = 0.0
+    for c in classes:
+        dc = d[y == c]
+        if dc.size > 1:
+            var += float(dc.var(ddof=1)) / dc.size
+    return math.sqrt(var) / len(classes) if classes.size else math.nan
+
+
+@dataclass(frozen=True)
+class NoiseSplit:
+    """A paired difference's variance over seeds split into test sampling and training.
+
+    sd: the differences' std over pairs; test_se: root-mean-square test-sampling SE of one
+    pair (`clip_sampling_se`); training: what remains, sqrt(max(0, sd^2 - test_se^2)).
+    """
+
+    sd: float
+    test_se: float
+    n_test_per_class: float
+
+    @property
+    def training(self) -> float:
+        return math.sqrt(max(0.0, self.sd**2 - self.test_se**2))
+
+    def sd_with(self, test_per_class: float) -> float:
+        """The std a pair would have with `test_per_class` test clips per class instead."""
+        return math.sqrt(self.training**2 + self.test_se**2 * self.n_test_per_class / test_per_class)
+
+
+def noise_split(
+    diffs: Sequence[float], test_ses: Sequence[float], n_test_per_class: float
+) -> NoiseSplit:
+    """`NoiseSplit` of paired differences whose per-pair test-sampling SEs are `test_ses`."""
+    if len(diffs) < 2 or len(test_ses) != len(diffs):
+        raise ValueError(f"need at least 2 pairs with one SE each, got {len(diffs)} and {len(test_ses)}")
+    sd = float(np.std(np.asarray(diffs, dtype=float), ddof=1))
+    rms = math.sqrt(float(np.mean(np.square(np.asarray(test_ses, dtype=float)))))
+    return NoiseSplit(sd, rms, float(n_test_per_class))
