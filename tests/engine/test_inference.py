@@ -24,8 +24,10 @@ from gaze_attention.engine.inference import (
     PreparedClip,
     VideoReader,
     WindowPolicy,
+    model_memory_format,
     run_windows,
     stream_windows,
+    use_cpu_layout,
     window_seed,
 )
 from gaze_attention.engine.predict import predict_video
@@ -203,6 +205,27 @@ def test_batching_does_not_change_gaze_samples(prepared, model):
         np.testing.assert_allclose(a["logits"], b["logits"], rtol=1e-5, atol=1e-5)  # batched convs round differently
     # A different seed draws different gaze, so some clip's logits change.
     assert any(not np.allclose(a["logits"], b["logits"], rtol=1e-3) for a, b in zip(one["clips"], other["clips"]))
+
+
+def test_cpu_layout_changes_the_speed_not_the_results(prepared, model):
+    """The commands put an I3D model in channels_last_3d on a CPU (max-pooling is 5-10x faster
+    there): the same logits as the contiguous model, to rounding."""
+    import copy
+
+    data = PreparedData(prepared)
+    cl = copy.deepcopy(model)
+    assert model_memory_format(cl) == torch.contiguous_format
+    assert use_cpu_layout(cl, "cpu")
+    assert model_memory_format(cl) == torch.channels_last_3d
+    a = evaluate(model, data, 1, gaze_mode="sample", seed=4, batch_size=3)
+    b = evaluate(cl, data, 1, gaze_mode="sample", seed=4, batch_size=3)
+    for x, y in zip(a["clips"], b["clips"], strict=True):
+        np.testing.assert_allclose(x["logits"], y["logits"], rtol=1e-4, atol=1e-5)
+    # left alone: another device, and a backbone without pooling
+    other = copy.deepcopy(model)
+    assert not use_cpu_layout(other, "cuda") and model_memory_format(other) == torch.contiguous_format
+    vit = ga.build_model("vit-tiny", num_classes=3, frames=8, crop=64)
+    assert not use_cpu_layout(vit, "cpu") and model_memory_format(vit) == torch.contiguous_format
 
 
 def _probs(logits) -> np.ndarray:

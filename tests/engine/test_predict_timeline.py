@@ -14,6 +14,7 @@ from gaze_attention.cli import main as cli_main
 from gaze_attention.data import PreparedData
 from gaze_attention.engine import checkpoint as ck
 from gaze_attention.engine.config import load_config
+from gaze_attention.engine.inference import use_cpu_layout
 from gaze_attention.engine.predict import predict_video
 
 T = 8
@@ -93,6 +94,7 @@ def test_cli_timeline_csv_and_json(video, checkpoint, tmp_path, capsys):
     # The per-window top-1 is the argmax of that window alone: the CSV carries the model's
     # window scores, checked against the API.
     model, _, names = ck.load_model(checkpoint)
+    use_cpu_layout(model, "cpu")  # as the command does: the same layout rounds the same
     api = predict_video(model, video, names, size=(96, 72), gaze_mode="argmax", stride=4, top_k=2, seed=3)
     assert api["windows"] == windows
 

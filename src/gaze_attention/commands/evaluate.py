@@ -89,12 +89,11 @@ def _write_confusion(path: str, metrics: dict, names: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from gaze_attention.data import PreparedData
     from gaze_attention.engine.checkpoint import load_reference_model, load_run, resolve_checkpoint
     from gaze_attention.engine.distributed import init_distributed, shutdown
     from gaze_attention.engine.evaluate import evaluate
+    from gaze_attention.engine.inference import use_cpu_layout
     from gaze_attention.engine.metrics import format_summary
     from gaze_attention.engine.precision import resolve_for_ranks
     from gaze_attention.engine.train import eval_gaze_mode
@@ -143,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.json and args.json != "-"
                 else f"confusion_split{args.split}_{mode}.png"
             )
-        channels_last = info.device.type == "cpu" and args.precision != "fp32"
-        if channels_last:  # the fast layout for bf16 Conv3d on CPU
-            model.to(memory_format=torch.channels_last_3d)
+        channels_last = use_cpu_layout(model, info.device)
         metrics = evaluate(
             model,
             data,

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from gaze_attention.data.store import FrameGeometry
     from gaze_attention.engine.checkpoint import load_reference_model, load_run
     from gaze_attention.engine.distributed import pick_device
+    from gaze_attention.engine.inference import use_cpu_layout
     from gaze_attention.engine.precision import resolve_precision
     from gaze_attention.engine.predict import format_prediction, predict_video, write_timeline_csv
     from gaze_attention.engine.train import eval_gaze_mode
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.video).is_file():  # a prepared clip folder is read at its own size, flow from disk
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+    use_cpu_layout(model, device)
     choice = resolve_precision(args.precision, device)  # after every check: errors stay one line
     args.precision = choice.precision
     print(choice, file=sys.stderr)

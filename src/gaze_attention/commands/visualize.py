@@ -100,16 +100,19 @@ def _load(path: str, device: str, num_classes: int, reference: bool, preset: str
           overrides: dict[str, Any] | None = None) -> tuple[Any, list[str] | None, str, str]:
     """(model in eval mode, class names or None, default title, gaze mode for 'auto')."""
     from gaze_attention.engine.checkpoint import load_model, load_reference_model, resolve_checkpoint
+    from gaze_attention.engine.inference import use_cpu_layout
     from gaze_attention.engine.train import eval_gaze_mode
 
     if reference:
         model = load_reference_model(path, num_classes=num_classes, preset=preset, device=device,
                                      **(overrides or {}))
+        use_cpu_layout(model, device)
         prefix = path
         for suffix in REFERENCE_SUFFIXES:
             prefix = prefix.removesuffix(suffix)
         return model, None, Path(prefix).name, "sample"
     model, cfg, class_names = load_model(path, device=device)
+    use_cpu_layout(model, device)
     folder = resolve_checkpoint(path)
     run = folder.parent.parent if folder.parent.name == "checkpoints" else folder
     title = f"{run.name} [{cfg.estimator.name}]"
