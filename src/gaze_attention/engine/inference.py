@@ -168,10 +168,9 @@ def use_cpu_layout(model: nn.Module, device: torch.device | str) -> bool:
     """On a CPU, put an I3D model's weights in channels_last_3d (in place) and return True:
     its inputs then follow (`model_memory_format`).
 
-    Measured 2026-12-01 (Intel Xeon, 2 threads, fp32, each twice): the demo's `tiny`
-    checkpoint evaluated its 240 test clips in 5.9-6.0 s against 8.6 s contiguous (after a
-    first contiguous pass of 12.1 s), and the `paper` network ran two 24x224^2 windows in
-    1.46-1.48 s against 2.35-2.38 s; contiguous max-pooling was 5-10x slower than in
+    `benchmarks/eval_layout.py`, 2026-12-01 (Intel Xeon, 2 threads, fp32): the demo's network
+    evaluated 240 test clips 1.42x faster than contiguous, the `paper` network's forward was
+    1.63x faster; contiguous max-pooling was 5-10x slower than in
     channels_last_3d at the tiny width. Other devices and backbones are left as they are.
     """
     from gaze_attention.engine.checkpoint import unwrap
