@@ -315,3 +315,46 @@ def test_other_data_options_are_refused(tmp_path) -> None:
     (tmp_path / "d" / "data.json").write_text(json.dumps({"classes": 99}))
     with pytest.raises(ValueError, match="other data options"):
         run_demo(tmp_path / "d", quick=True, progress=False)
+
+
+def test_a_finished_run_with_other_settings_is_refused(tmp_path) -> None:
+    """Rerunning the demo into the same --out with other fine-tuning settings must not report
+    the old runs as the new ones: the finished run's config.yaml is compared with the plan."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from gaze_attention.demo import runs as demo_runs
+    from gaze_attention.engine.config import save_config
+
+    plan = DemoPlan(sizes=(4,), seeds=(0,), largest_only=())
+    spec = plan_runs(plan)[0]
+    data = SimpleNamespace(root=tmp_path / "prepared")
+    base = tmp_path / "pretrain" / "backbone_base.pt"
+    trained: list[object] = []
+    with mock.patch("gaze_attention.engine.train.train", side_effect=lambda cfg, **kw: trained.append(cfg)):
+        # a finished run as run_one leaves it: the resolved config and result.json
+        run_dir = tmp_path / "runs" / spec.name
+        run_dir.mkdir(parents=True)
+        from gaze_attention.engine.config import load_config
+
+        cfg = load_config("tiny-finetune", {
+            **plan.finetune_overrides(), "data.root": str(data.root), "data.workers": 0,
+            "data.max_train_per_class": 4, "estimator.name": spec.estimator, "run.out": str(run_dir),
+            "run.seed": 0, "run.tensorboard": False, "run.checkpoint_every": plan.iters, "run.keep_last": 1,
+            "init.base": str(base),
+        })  # fmt: skip
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "result.json").write_text(json.dumps(_row(spec.estimator, 4, 0, 0.5).to_dict()))
+        # the same settings (the folder moved: another root and base path) reuse it
+        moved = SimpleNamespace(root=tmp_path / "elsewhere")
+        assert demo_runs.run_one(spec, plan, moved, tmp_path / "runs", tmp_path / "b.pt").mean_class_accuracy == 0.5
+        for other, b, what in [
+            (DemoPlan(sizes=(4,), seeds=(0,), largest_only=(), iters=96), base, "optim.iters: 48, now 96"),
+            (DemoPlan(sizes=(4,), seeds=(0,), largest_only=(), lr=0.02), base, "optim.lr: 0.01, now 0.02"),
+            (plan, None, "init.base"),  # --no-pretrain
+        ]:
+            with pytest.raises(ValueError, match="other settings") as err:
+                demo_runs.run_one(spec, other, data, tmp_path / "runs", b)
+            assert what in str(err.value) and spec.name in str(err.value)
+    assert not trained  # nothing was trained again, and nothing was removed
+    assert (run_dir / "result.json").is_file()

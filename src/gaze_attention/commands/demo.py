@@ -8,7 +8,9 @@ DIR/report/README.md: the paired differences direct - none and direct - gumbel_s
 confidence intervals per size and whether they reach the target widths, accuracy per arm,
 training curves, how long direct optimization acted, the estimators' gradient bias against
 exact enumeration, and a Grad-CAM++ figure. No download, no GPU (times: README, "What the demo
-shows"). An interrupted demo rerun with the same --out continues where it stopped.
+shows"). An interrupted demo rerun with the same --out continues where it stopped; more --seeds
+add pairs to a finished one (each run's report says how many pairs its targets need), while a
+finished run trained with other --iters, --lr or --no-pretrain is refused, never reused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ EXAMPLES = """examples:
   gaze-attention demo                             # the full ablation (28 fine-tuning runs)
   gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes, 16 iterations: a check that it runs
   gaze-attention demo --sizes 4 30 --iters 120    # two training-set sizes, longer fine-tuning
+  gaze-attention demo --seeds 0 1 2 3 4 5 6 7 8 9  # the default demo's folder, 4 more pairs per size
 """
 
 

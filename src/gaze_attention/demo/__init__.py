@@ -11,7 +11,8 @@ differences with 95 % t-intervals and whether they reach the plan's target width
 
 Modules: `plan` (what runs), `statistics` (intervals from pairs), `runs` (data, pre-training,
 one fine-tuning run), `report`. Every finished run leaves a `result.json` in its folder, so
-an interrupted demo rerun with the same options skips what is done.
+an interrupted demo rerun with the same options skips what is done (a finished run whose
+config.yaml differs from the plan's is refused, `runs._check_same_settings`).
 """
 
 from __future__ import annotations

@@ -203,6 +203,37 @@ def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
     return base
 
 
+# Where a finished run lives, not what it trained: a demo folder that was moved still matches.
+_WHERE = {("data", "root"), ("run", "out"), ("init", "base")}
+
+
+def _check_same_settings(run_dir: Path, want: dict[str, Any]) -> None:
+    """Refuse a finished run whose config.yaml differs from what the plan would train now
+    (e.g. the demo rerun into the same --out with other --iters, --lr or --no-pretrain),
+    naming the first differences: reusing it would report one setting's runs as another's."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    try:
+        had = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the finished run's settings ({exc}); remove {run_dir} to rerun it") from exc
+    diffs = []
+    for section, fields_ in want.items():
+        for key, value in (fields_ or {}).items():
+            old = ((had or {}).get(section) or {}).get(key)
+            if (section, key) in _WHERE:
+                if (old is None) != (value is None):  # pre-trained or not
+                    diffs.append(f"{section}.{key}: {old!r}, now {value!r}")
+            elif old != value and not (isinstance(old, list) and isinstance(value, tuple) and old == list(value)):
+                diffs.append(f"{section}.{key}: {old!r}, now {value!r}")
+    if diffs:
+        raise ValueError(
+            f"{run_dir} holds a finished run trained with other settings ({'; '.join(diffs[:4])}); "
+            "use another --out, or remove that folder to train it again"
+        )
+
+
 def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path | None) -> RunResult:
     """Fine-tune one arm at one size and seed, evaluate it on the test split (done runs are read back)."""
     from gaze_attention.engine.config import load_config
@@ -211,10 +242,6 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
 
     run_dir = runs_dir / spec.name
     done = run_dir / "result.json"
-    if done.exists():
-        return RunResult.from_dict(json.loads(done.read_text()))
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # an interrupted run: start it again from scratch
     overrides = {
         **plan.finetune_overrides(),
         "data.root": str(data.root),
@@ -230,6 +257,11 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
     if base is not None:
         overrides["init.base"] = str(base)
     cfg = load_config("tiny-finetune", overrides)
+    if done.exists():
+        _check_same_settings(run_dir, cfg.to_dict())
+        return RunResult.from_dict(json.loads(done.read_text()))
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted run: start it again from scratch
     t0 = time.perf_counter()
     res = train(cfg, progress=False, data=data)
     train_s = time.perf_counter() - t0
