@@ -23,7 +23,7 @@ from gaze_attention.demo import (
     t975,
     verdict,
 )
-from gaze_attention.demo.report import noise_table, power
+from gaze_attention.demo.report import _run_time_text, noise_table, power
 from gaze_attention.demo.statistics import clip_sampling_se, noise_split, pairs_needed
 
 
@@ -358,3 +358,10 @@ def test_a_finished_run_with_other_settings_is_refused(tmp_path) -> None:
             assert what in str(err.value) and spec.name in str(err.value)
     assert not trained  # nothing was trained again, and nothing was removed
     assert (run_dir / "result.json").is_file()
+
+
+def test_the_report_counts_runs_an_earlier_invocation_trained() -> None:
+    runs = [{"train_seconds": 20.0, "eval_seconds": 6.0}] * 30
+    assert _run_time_text(runs, 900.0) == ""  # one invocation did it all (plus data and report)
+    text = _run_time_text(runs, 120.0)  # an extension that found 26 of them done
+    assert "30 fine-tuning runs" in text and "13.0 minutes of training and evaluation in all" in text

@@ -453,6 +453,18 @@ def write_report(
     return path
 
 
+def _run_time_text(runs: list[dict[str, Any]], seconds: float) -> str:
+    """What the runs cost in all, when earlier invocations of the demo trained some of them (a
+    resumed or extended demo): this invocation's minutes alone would understate the demo."""
+    total = sum((r.get("train_seconds") or 0.0) + (r.get("eval_seconds") or 0.0) for r in runs)
+    if total <= seconds:
+        return ""
+    return (
+        f"; its {len(runs)} fine-tuning runs, some finished by an earlier invocation with the same "
+        f"--out, took {total / 60:.1f} minutes of training and evaluation in all"
+    )
+
+
 def _markdown(
     summary: Summary, noise: dict[str, dict[str, NoiseSplit]], plan: DemoPlan, payload: dict[str, Any], bias_md: str, act: dict[str, Any],
     figure: str | None, figures: list[str], out: Path, pre: Path,
@@ -481,7 +493,9 @@ def _markdown(
     md = [
         "# Gaze-Attention demo report",
         "",
-        f"`{payload['command']}` — {payload['date']}, {payload['seconds'] / 60:.1f} minutes{where}.",
+        f"`{payload['command']}` — {payload['date']}, {payload['seconds'] / 60:.1f} minutes{where}"
+        + _run_time_text(payload["runs"], payload["seconds"])
+        + ".",
         "",
         f"Synthetic EGTEA-layout set: {plan.classes} actions (verb = motion pattern × noun = handled "
         f"object), {plan.test_per_class} test clips per class; the handled object is held by a "
