@@ -24,7 +24,6 @@ from gaze_attention.commands._args import add_deprecated_alias, add_progress_arg
 EXAMPLES = """examples:
   gaze-attention demo                             # the full ablation (28 fine-tuning runs)
   gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes, 16 iterations: a check that it runs
-  gaze-attention demo --sizes 4 30 --iters 120    # two training-set sizes, longer fine-tuning
   gaze-attention demo --seeds 0 1 2 3 4 5 6 7 8 9  # the default demo's folder, 4 more pairs per size
 """
 
