@@ -23,7 +23,7 @@ from gaze_attention.demo import (
     t975,
     verdict,
 )
-from gaze_attention.demo.report import _run_time_text, noise_table, power
+from gaze_attention.demo.report import _run_time_text, more_seeds, noise_table, power
 from gaze_attention.demo.statistics import clip_sampling_se, noise_split, pairs_needed
 
 
@@ -365,3 +365,23 @@ def test_the_report_counts_runs_an_earlier_invocation_trained() -> None:
     assert _run_time_text(runs, 900.0) == ""  # one invocation did it all (plus data and report)
     text = _run_time_text(runs, 120.0)  # an extension that found 26 of them done
     assert "30 fine-tuning runs" in text and "13.0 minutes of training and evaluation in all" in text
+
+
+def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
+    plan = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",))
+    rows = []
+    for n in plan.sizes:
+        for s, d in zip(plan.seeds, (0.1, -0.1, 0.0)):
+            rows += [_row("none", n, s, 0.4), _row("direct", n, s, 0.4 + d), _row("gumbel_softmax", n, s, 0.4)]
+    rows = [RunResult(**{**r.__dict__, "train_seconds": 20.0, "eval_seconds": 5.0}) for r in rows]
+    summary = summarise(rows, plan)
+    # pooled: std of (10, -10, 0) twice = 8.94 points; per size: 10 points
+    seeds = max(-(-pairs_needed(100 * float(np.std([0.1, -0.1, 0.0] * 2, ddof=1)), 3.0) // 2), pairs_needed(10.0, 6.0))
+    lines = more_seeds(summary, plan, rows, "gaze-attention demo --seeds 0 1 2 --out 'my demo'")
+    assert len(lines) == 1 and "direct - none" in lines[0]  # gumbel runs on its first seeds only
+    want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(seeds)))
+    runs = (seeds - 3) * 2 * 2
+    assert f"`{want}` reuses these runs and trains {runs} more, about {runs * 25 / 60:.0f} minutes" in lines[0]
+    # targets met (no spread): nothing to say
+    flat = [RunResult(**{**r.__dict__, "mean_class_accuracy": 0.5 if r.estimator == "direct" else 0.4}) for r in rows]
+    assert more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo") == []

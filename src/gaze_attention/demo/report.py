@@ -219,6 +219,54 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
     return out
 
 
+def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], command: str) -> list[str]:
+    """The rerun that would bring each comparison of the every-size arms to its target widths,
+    at the differences' std measured so far: `command` with more --seeds (the finished runs
+    are reused), how many runs it adds and about how long they take at this demo's pace.
+    Empty when the targets are met or no std can be measured."""
+    import shlex
+
+    out = []
+    sizes = sorted(plan.sizes)
+    took = [r.train_seconds + r.eval_seconds for r in results if r.train_seconds]
+    for comp, rows in summary.paired.items():
+        a, b = comp.split(" - ")
+        if a not in plan.arms or b not in plan.arms:
+            continue  # a largest-only arm runs on its first seeds only: more seeds add no pair
+        need = 0
+        for k, st in rows.items():
+            if st.n < 2:
+                return []
+            target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
+            pairs = pairs_needed(100 * float(np.std(st.diffs, ddof=1)), target)
+            need = max(need, -(-pairs // len(sizes)) if k == "pooled" else pairs)  # seeds
+        if need <= len(plan.seeds):
+            continue
+        seeds = list(plan.seeds)
+        nxt = max(seeds) + 1
+        while len(seeds) < need:
+            seeds.append(nxt)
+            nxt += 1
+        words = shlex.split(command)
+        kept, skip = [], False
+        for w in words:
+            if w == "--seeds":
+                skip = True
+                continue
+            if skip and not w.startswith("-"):
+                continue
+            skip = False
+            kept.append(w)
+        rerun = " ".join(shlex.quote(w) for w in [*kept, "--seeds", *map(str, seeds)])
+        runs = (need - len(plan.seeds)) * len(sizes) * len(plan.arms)
+        pace = f", about {runs * float(np.mean(took)) / 60:.0f} minutes at this demo's pace" if took else ""
+        out.append(
+            f"- To bring {comp} to ±{POOLED_HALF_WIDTH:g} over all sizes and ±{SIZE_HALF_WIDTH:g} at each "
+            f"(at the std measured so far): `{rerun}` reuses these runs and trains {runs} more{pace}."
+        )
+    return out
+
+
 def activity(results: list[RunResult]) -> dict[str, Any]:
     """Direct optimization's activity over iterations: mean share of flipped slices, and eps."""
     rows = [r for r in results if r.estimator == "direct" and r.history]
@@ -447,7 +495,8 @@ def write_report(
         "runs": [r.to_dict(history=False, clips=False) for r in results],  # clips: each run's result.json
     }
     fsio.write_json(report / "results.json", payload)  # strict JSON: NaN as null
-    md = _markdown(summary, noise, plan, payload, bias_md, act, figure, figures, out, pre)
+    next_steps = more_seeds(summary, plan, results, command)
+    md = _markdown(summary, noise, next_steps, plan, payload, bias_md, act, figure, figures, out, pre)
     path = report / "README.md"
     fsio.write_text(path, "\n".join(md))
     return path
@@ -466,7 +515,8 @@ def _run_time_text(runs: list[dict[str, Any]], seconds: float) -> str:
 
 
 def _markdown(
-    summary: Summary, noise: dict[str, dict[str, NoiseSplit]], plan: DemoPlan, payload: dict[str, Any], bias_md: str, act: dict[str, Any],
+    summary: Summary, noise: dict[str, dict[str, NoiseSplit]], next_steps: list[str], plan: DemoPlan,
+    payload: dict[str, Any], bias_md: str, act: dict[str, Any],
     figure: str | None, figures: list[str], out: Path, pre: Path,
 ) -> list[str]:  # fmt: skip
     pre_text = (
@@ -522,6 +572,7 @@ def _markdown(
         "Power:",
         "",
         *power(summary, noise),
+        *next_steps,
         "",
         "![paired differences](paired_differences.png)",
         "",
