@@ -345,7 +345,13 @@ def test_a_finished_run_with_other_settings_is_refused(tmp_path) -> None:
         })  # fmt: skip
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "result.json").write_text(json.dumps(_row(spec.estimator, 4, 0, 0.5).to_dict()))
-        # the same settings (the folder moved: another root and base path) reuse it
+        # the same settings (the folder moved: another root and base path; a config field
+        # newer than the run, absent from its config.yaml) reuse it
+        import yaml
+
+        had = yaml.safe_load((run_dir / "config.yaml").read_text())
+        del had["optim"]["freeze"]
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(had))
         moved = SimpleNamespace(root=tmp_path / "elsewhere")
         assert demo_runs.run_one(spec, plan, moved, tmp_path / "runs", tmp_path / "b.pt").mean_class_accuracy == 0.5
         for other, b, what in [

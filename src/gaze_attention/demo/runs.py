@@ -220,8 +220,11 @@ def _check_same_settings(run_dir: Path, want: dict[str, Any]) -> None:
         raise ValueError(f"{path}: cannot read the finished run's settings ({exc}); remove {run_dir} to rerun it") from exc
     diffs = []
     for section, fields_ in want.items():
+        before = (had or {}).get(section) or {}
         for key, value in (fields_ or {}).items():
-            old = ((had or {}).get(section) or {}).get(key)
+            if key not in before:
+                continue  # a field newer than the run: the run had its default
+            old = before[key]
             if (section, key) in _WHERE:
                 if (old is None) != (value is None):  # pre-trained or not
                     diffs.append(f"{section}.{key}: {old!r}, now {value!r}")
