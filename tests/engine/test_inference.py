@@ -331,3 +331,15 @@ def test_every_source_is_a_clip_source(prepared, tmp_path):
     video = _write(tmp_path / "v.mp4", _moving_frames(6), "libx264")
     assert isinstance(VideoReader(video), ClipSource)
     assert not isinstance(object(), ClipSource)
+
+
+def test_windows_are_batched_in_the_models_layout_unchanged():
+    from gaze_attention.engine.inference import _stack
+
+    g = torch.Generator().manual_seed(0)
+    wins = [torch.randn(3, 4, 6, 5, generator=g) for _ in range(3)]
+    cl = _stack(wins, torch.device("cpu"), torch.channels_last_3d)
+    assert cl.is_contiguous(memory_format=torch.channels_last_3d) and cl.shape == (3, 3, 4, 6, 5)
+    assert torch.equal(cl, torch.stack(wins))
+    plain = _stack(wins, torch.device("cpu"), torch.contiguous_format)
+    assert plain.is_contiguous() and torch.equal(plain, torch.stack(wins))
