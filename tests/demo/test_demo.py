@@ -384,10 +384,19 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     # pooled: std of (10, -10, 0) twice = 8.94 points; per size: 10 points
     seeds = max(-(-pairs_needed(100 * float(np.std([0.1, -0.1, 0.0] * 2, ddof=1)), 3.0) // 2), pairs_needed(10.0, 6.0))
     lines = more_seeds(summary, plan, rows, "gaze-attention demo --seeds 0 1 2 --out 'my demo'")
-    assert len(lines) == 1 and "direct - none" in lines[0]  # gumbel runs on its first seeds only
+    assert len(lines) == 2 and "direct - none" in lines[0] and "direct - gumbel_softmax" in lines[1]
     want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(seeds)))
     runs = (seeds - 3) * 2 * 2
-    assert f"`{want}` reuses these runs and trains {runs} more, about {runs * 25 / 60:.0f} minutes" in lines[0]
+    assert f"`{want}` reuses these runs and trains {runs} more, about {round(runs * 25 / 60)} minutes" in lines[0]
+    # gumbel_softmax runs at 30 only, on the first --gumbel-seeds: its std 10 points asks for
+    # pairs_needed(10, 6) of them, and as many seeds
+    g = pairs_needed(10.0, 6.0)
+    want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(g))) + f" --gumbel-seeds {g}"
+    assert f"`{want}` reuses these runs and trains {(g - 3) + (g - 3) * 2 * 2} more" in lines[1]
+    # enough seeds already, too few with gumbel_softmax: only --gumbel-seeds grows
+    few = DemoPlan(sizes=(4, 30), seeds=tuple(range(20)), largest_only=("gumbel_softmax",), largest_only_seeds=3)
+    lines = more_seeds(summary, few, rows, "gaze-attention demo --gumbel-seeds 3")
+    assert any(f"--seeds {' '.join(map(str, range(20)))} --gumbel-seeds {g}` reuses these runs and trains {g - 3} more" in x for x in lines)
     # targets met (no spread): nothing to say
     flat = [RunResult(**{**r.__dict__, "mean_class_accuracy": 0.5 if r.estimator == "direct" else 0.4}) for r in rows]
     assert more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo") == []

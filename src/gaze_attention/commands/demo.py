@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seeds", type=int, nargs="+", metavar="SEED", help="paired training seeds (default: 0 1 2 3 4 5; --quick: 0 1)"
     )
     parser.add_argument(
+        "--gumbel-seeds", type=positive_int, metavar="N",
+        help="how many of the seeds (the first N) also train gumbel_softmax at the largest size (default: 4; --quick: all)",
+    )  # fmt: skip
+    parser.add_argument(
         "--sizes", type=positive_int, nargs="+", metavar="N",
         help="training clips per class (default: 4 30; --quick: 4 12)",
     )  # fmt: skip
@@ -63,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["seeds"] = tuple(args.seeds)
     if args.sizes:
         overrides["sizes"] = tuple(args.sizes)
+    if args.gumbel_seeds:
+        overrides["largest_only_seeds"] = args.gumbel_seeds
     if args.no_pretrain:
         overrides["pretrain"] = False
     if args.iters:

@@ -219,50 +219,76 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
     return out
 
 
-def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], command: str) -> list[str]:
-    """The rerun that would bring each comparison of the every-size arms to its target widths,
-    at the differences' std measured so far: `command` with more --seeds (the finished runs
-    are reused), how many runs it adds and about how long they take at this demo's pace.
-    Empty when the targets are met or no std can be measured."""
+def _with_option(command: str, flag: str, values: list[str]) -> str:
+    """`command` with `flag` and its values (the words up to the next option) replaced."""
     import shlex
 
+    kept, skip = [], False
+    for w in shlex.split(command):
+        if w == flag:
+            skip = True
+            continue
+        if skip and not w.startswith("-"):
+            continue
+        skip = False
+        kept.append(w)
+    return " ".join(shlex.quote(w) for w in [*kept, flag, *values])
+
+
+def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], command: str) -> list[str]:
+    """The reruns that would bring each comparison to its target widths at the differences'
+    std measured so far: `command` with more --seeds (or, for the largest-size-only arm, more
+    --gumbel-seeds), the finished runs reused; how many runs each adds and about how long they
+    take at this demo's pace. Empty where the targets are met or no std can be measured."""
     out = []
     sizes = sorted(plan.sizes)
     took = [r.train_seconds + r.eval_seconds for r in results if r.train_seconds]
+
+    def pace(runs: int) -> str:
+        if not took:
+            return ""
+        minutes = round(runs * float(np.mean(took)) / 60)
+        span = "under a minute" if minutes < 1 else f"about {minutes} minute{'s' if minutes > 1 else ''}"
+        return f", {span} at this demo's pace"
+
+    def extended(count: int) -> list[int]:
+        seeds = list(plan.seeds)
+        while len(seeds) < count:
+            seeds.append(max(seeds) + 1)
+        return seeds
+
     for comp, rows in summary.paired.items():
         a, b = comp.split(" - ")
-        if a not in plan.arms or b not in plan.arms:
-            continue  # a largest-only arm runs on its first seeds only: more seeds add no pair
-        need = 0
-        for k, st in rows.items():
-            if st.n < 2:
-                return []
-            target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
-            pairs = pairs_needed(100 * float(np.std(st.diffs, ddof=1)), target)
-            need = max(need, -(-pairs // len(sizes)) if k == "pooled" else pairs)  # seeds
-        if need <= len(plan.seeds):
+        sd = {k: 100 * float(np.std(st.diffs, ddof=1)) for k, st in rows.items() if st.n > 1}
+        if len(sd) < len(rows):
+            continue  # a comparison without two pairs somewhere: no std to plan with
+        if a in plan.arms and b in plan.arms:
+            need = 0  # seeds: each gives one pair per size
+            for k in rows:
+                if k == "pooled":
+                    need = max(need, -(-pairs_needed(sd[k], POOLED_HALF_WIDTH) // len(sizes)))
+                else:
+                    need = max(need, pairs_needed(sd[k], SIZE_HALF_WIDTH))
+            if need <= len(plan.seeds):
+                continue
+            runs = (need - len(plan.seeds)) * len(sizes) * len(plan.arms)
+            rerun = _with_option(command, "--seeds", [str(x) for x in extended(need)])
+            what = f"±{POOLED_HALF_WIDTH:g} over all sizes and ±{SIZE_HALF_WIDTH:g} at each"
+        elif b in plan.largest_only and str(plan.max_size) in rows:
+            need = pairs_needed(sd[str(plan.max_size)], SIZE_HALF_WIDTH)  # seeds with b
+            have = len(plan.largest_only_seed_list)
+            if need <= have:
+                continue
+            total = max(need, len(plan.seeds))
+            runs = (need - have) * len(plan.largest_only) + (total - len(plan.seeds)) * len(sizes) * len(plan.arms)
+            rerun = _with_option(command, "--seeds", [str(x) for x in extended(total)])
+            rerun = _with_option(rerun, "--gumbel-seeds", [str(need)])
+            what = f"±{SIZE_HALF_WIDTH:g} at {plan.max_size} clips per class"
+        else:
             continue
-        seeds = list(plan.seeds)
-        nxt = max(seeds) + 1
-        while len(seeds) < need:
-            seeds.append(nxt)
-            nxt += 1
-        words = shlex.split(command)
-        kept, skip = [], False
-        for w in words:
-            if w == "--seeds":
-                skip = True
-                continue
-            if skip and not w.startswith("-"):
-                continue
-            skip = False
-            kept.append(w)
-        rerun = " ".join(shlex.quote(w) for w in [*kept, "--seeds", *map(str, seeds)])
-        runs = (need - len(plan.seeds)) * len(sizes) * len(plan.arms)
-        pace = f", about {runs * float(np.mean(took)) / 60:.0f} minutes at this demo's pace" if took else ""
         out.append(
-            f"- To bring {comp} to ±{POOLED_HALF_WIDTH:g} over all sizes and ±{SIZE_HALF_WIDTH:g} at each "
-            f"(at the std measured so far): `{rerun}` reuses these runs and trains {runs} more{pace}."
+            f"- To bring {comp} to {what} (at the std measured so far): `{rerun}` reuses these runs "
+            f"and trains {runs} more{pace(runs)}."
         )
     return out
 
