@@ -397,6 +397,7 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     few = DemoPlan(sizes=(4, 30), seeds=tuple(range(20)), largest_only=("gumbel_softmax",), largest_only_seeds=3)
     lines = more_seeds(summary, few, rows, "gaze-attention demo --gumbel-seeds 3")
     assert any(f"--seeds {' '.join(map(str, range(20)))} --gumbel-seeds {g}` reuses these runs and trains {g - 3} more" in x for x in lines)
+    assert more_seeds(summary, plan, rows, "gaze-attention demo --quick") == []  # no power by design
     # targets met (no spread): nothing to say
     flat = [RunResult(**{**r.__dict__, "mean_class_accuracy": 0.5 if r.estimator == "direct" else 0.4}) for r in rows]
     assert more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo") == []
