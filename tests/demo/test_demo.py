@@ -364,6 +364,15 @@ def test_a_finished_run_with_other_settings_is_refused(tmp_path) -> None:
             assert what in str(err.value) and spec.name in str(err.value)
     assert not trained  # nothing was trained again, and nothing was removed
     assert (run_dir / "result.json").is_file()
+    # a finished run whose settings cannot be read is refused, naming the file
+    for broken in ("optim: [unclosed", None):
+        if broken is None:
+            (run_dir / "config.yaml").unlink()
+        else:
+            (run_dir / "config.yaml").write_text(broken)
+        with pytest.raises(ValueError, match="config.yaml: cannot read the finished run's settings"):
+            demo_runs.run_one(spec, plan, data, tmp_path / "runs", base)
+    assert (run_dir / "result.json").is_file()
 
 
 def test_the_report_counts_runs_an_earlier_invocation_trained() -> None:

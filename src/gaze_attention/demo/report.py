@@ -7,6 +7,7 @@ written here, so that the report says what ran.
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,6 +58,12 @@ class Summary:
         }
 
 
+def _pairs(by: dict[tuple[str, int, int], RunResult], plan: DemoPlan, a: str, b: str, n: int
+           ) -> list[tuple[RunResult, RunResult]]:  # fmt: skip
+    """(run of arm a, run of arm b) for each seed at size n where both finished, in seed order."""
+    return [(by[(a, n, s)], by[(b, n, s)]) for s in plan.seeds if (a, n, s) in by and (b, n, s) in by]
+
+
 def summarise(results: list[RunResult], plan: DemoPlan) -> Summary:
     """Per size: each arm's mean +- std over seeds, and the paired differences with 95 % intervals.
 
@@ -80,11 +87,7 @@ def summarise(results: list[RunResult], plan: DemoPlan) -> Summary:
         paired[key] = {}
         pooled: list[float] = []
         for n in sizes:
-            diffs = [
-                by[(a, n, s)].mean_class_accuracy - by[(b, n, s)].mean_class_accuracy
-                for s in plan.seeds
-                if (a, n, s) in by and (b, n, s) in by
-            ]
+            diffs = [ra.mean_class_accuracy - rb.mean_class_accuracy for ra, rb in _pairs(by, plan, a, b, n)]
             if diffs or (a in plan.arms and b in plan.arms):  # a largest-only arm: its size alone
                 paired[key][str(n)] = paired_interval(diffs)
             pooled += diffs
@@ -107,9 +110,8 @@ def noise_table(results: list[RunResult], plan: DemoPlan) -> dict[str, dict[str,
         pooled: tuple[list[float], list[float]] = ([], [])
         for n in sorted(plan.sizes):
             diffs, ses = [], []
-            for s in plan.seeds:
-                ra, rb = by.get((a, n, s)), by.get((b, n, s))
-                if ra is None or rb is None or ra.test_correct is None or rb.test_correct is None:
+            for ra, rb in _pairs(by, plan, a, b, n):
+                if ra.test_correct is None or rb.test_correct is None:
                     continue
                 if ra.test_labels != rb.test_labels:
                     raise ValueError(f"{ra.name} and {rb.name} were evaluated on different test clips")
@@ -197,7 +199,7 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
             if st.n < 2:
                 continue
             target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
-            sd = 100 * float(np.std(st.diffs, ddof=1))
+            sd = 100 * st.sd
             ok = 100 * st.half_width <= target
             where = "all sizes" if k == "pooled" else f"{k} clips/class"
             need = pairs_needed(sd, target)
@@ -221,8 +223,6 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
 
 def _with_option(command: str, flag: str, values: list[str]) -> str:
     """`command` with `flag` and its values (the words up to the next option) replaced."""
-    import shlex
-
     kept, skip = [], False
     for w in shlex.split(command):
         if w == flag:
@@ -240,8 +240,6 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
     std measured so far: `command` with more --seeds (or, for the largest-size-only arm, more
     --gumbel-seeds), the finished runs reused; how many runs each adds and about how long they
     take at this demo's pace. Empty where the targets are met or no std can be measured."""
-    import shlex
-
     if "--quick" in shlex.split(command):
         return []  # a check that it runs, without power by design: its rerun is the full demo
     out = []
@@ -261,11 +259,12 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
             seeds.append(max(seeds) + 1)
         return seeds
 
-    for comp, rows in summary.paired.items():
-        a, b = comp.split(" - ")
-        sd = {k: 100 * float(np.std(st.diffs, ddof=1)) for k, st in rows.items() if st.n > 1}
-        if len(sd) < len(rows):
-            continue  # a comparison without two pairs somewhere: no std to plan with
+    for a, b in COMPARISONS:
+        comp = f"{a} - {b}"
+        rows = summary.paired.get(comp, {})
+        sd = {k: 100 * st.sd for k, st in rows.items() if st.n > 1}
+        if not rows or len(sd) < len(rows):
+            continue  # not run, or without two pairs somewhere: no std to plan with
         if a in plan.arms and b in plan.arms:
             need = 0  # seeds: each gives one pair per size
             for k in rows:

@@ -218,6 +218,7 @@ def _check_same_settings(run_dir: Path, want: dict[str, Any]) -> None:
         had = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the finished run's settings ({exc}); remove {run_dir} to rerun it") from exc
+    want = yaml.safe_load(yaml.safe_dump(want))  # as save_config writes it: tuples as lists
     diffs = []
     for section, fields_ in want.items():
         before = (had or {}).get(section) or {}
@@ -225,10 +226,8 @@ def _check_same_settings(run_dir: Path, want: dict[str, Any]) -> None:
             if key not in before:
                 continue  # a field newer than the run: the run had its default
             old = before[key]
-            if (section, key) in _WHERE:
-                if (old is None) != (value is None):  # pre-trained or not
-                    diffs.append(f"{section}.{key}: {old!r}, now {value!r}")
-            elif old != value and not (isinstance(old, list) and isinstance(value, tuple) and old == list(value)):
+            where = (section, key) in _WHERE  # for these only: pre-trained or not
+            if ((old is None) != (value is None)) if where else old != value:
                 diffs.append(f"{section}.{key}: {old!r}, now {value!r}")
     if diffs:
         raise ValueError(

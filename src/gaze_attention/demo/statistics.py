@@ -41,6 +41,11 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation of the differences (nan below 2 pairs)."""
+        return float(np.std(self.diffs, ddof=1)) if len(self.diffs) > 1 else math.nan
+
     def to_dict(self) -> dict[str, float | int | list[float]]:
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "diffs": list(self.diffs)}
 
