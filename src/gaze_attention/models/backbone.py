@@ -9,12 +9,19 @@ a given size gives, so `ModelConfig.grid` needs no network.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from gaze_attention.models.i3d import SPATIAL_STRIDE, TEMPORAL_STRIDE, InceptionI3d, output_grid
+from gaze_attention.models.i3d import (
+    INCEPTION_CHANNELS,
+    SPATIAL_STRIDE,
+    TEMPORAL_STRIDE,
+    InceptionI3d,
+    output_grid,
+)
 
 
 class Backbone(nn.Module, ABC):
@@ -72,17 +79,18 @@ class TwoStreamI3D(Backbone):
     """RGB (3 ch) and optional flow (2 ch) I3D; endpoints summed across streams.
 
     Gaze input: `MaxPool3d_5a_2x2` (x4, 832 ch at full width); features: `Mixed_5c` (x5, 1024
-    ch). Takes [-1, 1] as is (the Kinetics I3D's range).
+    ch). Takes [-1, 1] as is (the Kinetics I3D's range). backbone_config `mixed`: the Inception
+    modules each stream builds (default all nine; e.g. the `tiny-finetune` network's five).
     """
 
     kind = "i3d"
     supports_flow = True
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {"mixed": list(INCEPTION_CHANNELS)}
 
-    def __init__(self, *, width: float = 1.0, use_flow: bool = True) -> None:
+    def __init__(self, *, width: float = 1.0, use_flow: bool = True, mixed: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.model_rgb = InceptionI3d(3, width)
-        self.model_flow = InceptionI3d(2, width) if use_flow else None
+        self.model_rgb = InceptionI3d(3, width, mixed)
+        self.model_flow = InceptionI3d(2, width, mixed) if use_flow else None
         self.pool5_channels = self.model_rgb.pool5_channels
         self.out_channels = self.model_rgb.out_channels
         self.gaze_channels = self.pool5_channels

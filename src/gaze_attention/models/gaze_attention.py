@@ -240,9 +240,8 @@ def build_backbone(cfg: ModelConfig) -> Backbone:
     """The backbone a ModelConfig names, with its config."""
     cls = backbone_class(cfg.backbone)
     if cls is TwoStreamI3D:
-        if cfg.backbone_config:
-            raise ValueError(f"the i3d backbone takes no backbone_config keys, got {sorted(cfg.backbone_config)}")
-        return TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow)
+        keys = TwoStreamI3D.resolve(cfg.backbone_config)
+        return TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow, mixed=keys["mixed"])
     if cfg.use_flow:
         raise ValueError(f"the {cfg.backbone} backbone is RGB-only: set use_flow: false")
     return cls(cfg.backbone_config, frames=cfg.frames, crop=cfg.crop)

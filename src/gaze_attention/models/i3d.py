@@ -13,6 +13,7 @@ the strided max-pools pad explicitly, and only when the amount is asymmetric.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,20 @@ SPATIAL_STRIDE = 32
 def scaled(channels: int, width: float) -> int:
     """Channel count at a width multiplier (at least 4, so BatchNorm has something to do)."""
     return channels if width == 1.0 else max(4, int(round(channels * width)))
+
+
+def check_mixed(mixed: Sequence[str] | None) -> tuple[str, ...]:
+    """The Inception modules to build (all nine for None), checked: known names, I3D's order."""
+    if mixed is None:
+        return tuple(INCEPTION_CHANNELS)
+    names = list(mixed)
+    order = list(INCEPTION_CHANNELS)
+    unknown = [n for n in names if n not in INCEPTION_CHANNELS]
+    if unknown:
+        raise ValueError(f"unknown Inception modules {unknown} (known: {', '.join(order)})")
+    if not names or names != sorted(set(names), key=order.index):
+        raise ValueError(f"mixed must name at least one Inception module, each once, in I3D's order ({', '.join(order)}); got {names}")
+    return tuple(names)
 
 
 def inception_out_channels(name: str, width: float = 1.0) -> int:
@@ -176,33 +191,31 @@ class InceptionI3d(nn.Module):
     classifies with its own head, and checkpoint loading drops `logits.*` keys.
     """
 
-    def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
+    def __init__(self, in_channels: int = 3, width: float = 1.0, mixed: Sequence[str] | None = None) -> None:
+        """`mixed`: the Inception modules to build, in I3D's order (default all nine); each one
+        built takes the channels the one before it gives, and the endpoints stay where they are."""
         super().__init__()
+        keep = check_mixed(mixed)
         c64, c192 = scaled(64, width), scaled(192, width)
         self.Conv3d_1a_7x7 = Unit3D(in_channels, c64, 7, stride=2)
         self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         self.Conv3d_2b_1x1 = Unit3D(c64, c64, 1)
         self.Conv3d_2c_3x3 = Unit3D(c64, c192, 3)
         self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
-
-        def mixed(name: str, in_ch: int) -> InceptionModule:
-            return InceptionModule(in_ch, tuple(scaled(c, width) for c in INCEPTION_CHANNELS[name]))
-
+        channels = c192
         # Registration order is execution order (see forward); attribute names are the
         # reference's state-dict keys.
-        self.Mixed_3b = mixed("Mixed_3b", c192)
-        self.Mixed_3c = mixed("Mixed_3c", self.Mixed_3b.out_channels)
-        self.MaxPool3d_4a_3x3 = MaxPool3dSame((3, 3, 3), (2, 2, 2))
-        self.Mixed_4b = mixed("Mixed_4b", self.Mixed_3c.out_channels)
-        self.Mixed_4c = mixed("Mixed_4c", self.Mixed_4b.out_channels)
-        self.Mixed_4d = mixed("Mixed_4d", self.Mixed_4c.out_channels)
-        self.Mixed_4e = mixed("Mixed_4e", self.Mixed_4d.out_channels)
-        self.Mixed_4f = mixed("Mixed_4f", self.Mixed_4e.out_channels)
-        self.MaxPool3d_5a_2x2 = MaxPool3dSame((2, 2, 2), (2, 2, 2))
-        self.Mixed_5b = mixed("Mixed_5b", self.Mixed_4f.out_channels)
-        self.Mixed_5c = mixed("Mixed_5c", self.Mixed_5b.out_channels)
-        self.pool5_channels = self.Mixed_4f.out_channels
-        self.out_channels = self.Mixed_5c.out_channels
+        for name in INCEPTION_CHANNELS:
+            if name == "Mixed_4b":
+                self.MaxPool3d_4a_3x3 = MaxPool3dSame((3, 3, 3), (2, 2, 2))
+            if name == "Mixed_5b":
+                self.MaxPool3d_5a_2x2 = MaxPool3dSame((2, 2, 2), (2, 2, 2))
+                self.pool5_channels = channels
+            if name in keep:
+                module = InceptionModule(channels, tuple(scaled(c, width) for c in INCEPTION_CHANNELS[name]))
+                setattr(self, name, module)
+                channels = module.out_channels
+        self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: [B, C_in, T, H, W]
