@@ -30,26 +30,45 @@ from gaze_attention.demo.statistics import clip_sampling_se, noise_split, pairs_
 def test_full_plan_pairs_none_and_direct_at_every_size() -> None:
     plan = DemoPlan()
     runs = plan_runs(plan)
-    assert len(plan.seeds) >= 5 and len(plan.sizes) >= 2
+    assert len(plan.seeds) >= 8 and len(plan.sizes) >= 2  # 15 pairs for +-3 at the std measured
     assert max(plan.sizes) >= 5 * min(plan.sizes)  # enough range for accuracy to rise with data
     assert len({r.name for r in runs}) == len(runs)
     for n in plan.sizes:
         for arm in ("none", "direct"):
             assert sorted(r.seed for r in runs if r.estimator == arm and r.per_class == n) == list(plan.seeds)
-    gs = [r for r in runs if r.estimator == "gumbel_softmax"]
-    extra = plan.largest_only_seed_list
-    assert {r.per_class for r in gs} == {max(plan.sizes)} and [r.seed for r in gs] == list(extra)
-    assert len(extra) >= 4
-    assert len(runs) == 2 * len(plan.sizes) * len(plan.seeds) + len(extra)
+    # gumbel_softmax only with --gumbel-seeds: it does not fit in 15 minutes beside direct - none
+    assert not any(r.estimator == "gumbel_softmax" for r in runs) and plan.all_arms() == ["none", "direct"]
+    assert len(runs) == 2 * len(plan.sizes) * len(plan.seeds)
     # Seeds outermost: every prefix of the runs that ends a seed holds whole pairs.
     firsts = [next(i for i, r in enumerate(runs) if r.seed == s) for s in plan.seeds]
     assert firsts == sorted(firsts)
 
 
 def test_largest_only_arms_run_on_the_first_seeds_only() -> None:
-    plan = DemoPlan(seeds=(3, 1, 4, 5), largest_only_seeds=2)
+    plan = DemoPlan(seeds=(3, 1, 4, 5), largest_only=("gumbel_softmax",), largest_only_seeds=2)
     gs = [(r.seed, r.per_class) for r in plan_runs(plan) if r.estimator in plan.largest_only]
     assert gs == [(3, max(plan.sizes)), (1, max(plan.sizes))]
+    every = DemoPlan(seeds=(3, 1), largest_only=("gumbel_softmax",))  # None: all seeds
+    assert [r.seed for r in plan_runs(every) if r.estimator == "gumbel_softmax"] == [3, 1]
+
+
+def test_gumbel_seeds_option_adds_the_arm(tmp_path) -> None:
+    from unittest import mock
+
+    from gaze_attention.cli import main as cli_main
+
+    seen = {}
+
+    def fake(out, quick=False, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw, quick=quick)
+        raise ValueError("stop here")
+
+    with mock.patch("gaze_attention.demo.run_demo", side_effect=fake):
+        assert cli_main(["demo", "--out", str(tmp_path), "--gumbel-seeds", "6"]) == 2
+        assert seen["largest_only"] == ("gumbel_softmax",) and seen["largest_only_seeds"] == 6
+        seen.clear()
+        cli_main(["demo", "--out", str(tmp_path), "--quick", "--gumbel-seeds", "6"])
+        assert seen["quick"] and "largest_only" not in seen  # --quick trains it everywhere already
 
 
 def test_finetune_schedule_keeps_direct_optimization_alive_to_the_end() -> None:
@@ -375,6 +394,37 @@ def test_a_finished_run_with_other_settings_is_refused(tmp_path) -> None:
     assert (run_dir / "result.json").is_file()
 
 
+def test_a_backbone_pretrained_for_another_network_is_refused(tmp_path) -> None:
+    """An older demo's folder holds a backbone of the nine-module network: rerunning the demo
+    (five modules) into it must name the difference, not reuse or half-load that backbone."""
+    from unittest import mock
+
+    import yaml
+
+    from gaze_attention.demo import runs as demo_runs
+    from gaze_attention.engine.config import load_config, save_config
+
+    plan = DemoPlan()
+    folder = tmp_path / "pretrain"
+    (folder / "run").mkdir(parents=True)
+    (folder / "backbone_base.pt").write_bytes(b"weights")
+    cfg = load_config("tiny", {
+        **plan.pretrain_overrides(), "data.root": str(tmp_path / "pre"), "data.workers": 0,
+        "run.out": str(folder / "run"), "run.seed": 12345, "run.tensorboard": False,
+        "run.checkpoint_every": plan.pretrain_iters, "run.keep_last": 1,
+    })  # fmt: skip
+    save_config(cfg, folder / "run" / "config.yaml")
+    with mock.patch("gaze_attention.engine.train.train", side_effect=AssertionError("trained again")):
+        # the same settings from a moved folder: reused
+        assert demo_runs.pretrain(plan, tmp_path / "elsewhere", tmp_path, print) == folder / "backbone_base.pt"
+        had = yaml.safe_load((folder / "run" / "config.yaml").read_text())
+        had["model"]["backbone_config"] = None  # as the nine-module demo wrote it
+        (folder / "run" / "config.yaml").write_text(yaml.safe_dump(had))
+        with pytest.raises(ValueError, match=r"pretrain/run holds a finished run trained with other settings \(model.backbone_config: None, now \{'mixed'"):
+            demo_runs.pretrain(plan, tmp_path / "pre", tmp_path, print)
+    assert (folder / "backbone_base.pt").read_bytes() == b"weights"  # nothing removed
+
+
 def test_the_report_counts_runs_an_earlier_invocation_trained() -> None:
     runs = [{"train_seconds": 20.0, "eval_seconds": 6.0}] * 30
     assert _run_time_text(runs, 900.0) == ""  # one invocation did it all (plus data and report)
@@ -407,6 +457,17 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     lines = more_seeds(summary, few, rows, "gaze-attention demo --gumbel-seeds 3")
     assert any(f"--seeds {' '.join(map(str, range(20)))} --gumbel-seeds {g}` reuses these runs and trains {g - 3} more" in x for x in lines)
     assert more_seeds(summary, plan, rows, "gaze-attention demo --quick") == []  # no power by design
+    # the default runs no gumbel_softmax: the report names the option that adds it, and the
+    # seeds it needs beyond these 3
+    bare = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2))
+    plain = [r for r in rows if r.estimator != "gumbel_softmax"]
+    lines = more_seeds(summarise(plain, bare), bare, plain, "gaze-attention demo --seeds 0 1 2")
+    runs = 6 + 3 * 2 * 2
+    assert lines[-1] == (
+        "- direct - gumbel_softmax (the estimator of Li et al., ECCV 2018) was not run: "
+        "`gaze-attention demo --gumbel-seeds 6 --seeds 0 1 2 3 4 5` reuses these runs and trains gumbel_softmax "
+        f"at 30 clips per class on the first 6 seeds, {runs} runs, about {round(runs * 25 / 60)} minutes at this demo's pace."
+    )
     # targets met (no spread): nothing to say
     flat = [RunResult(**{**r.__dict__, "mean_class_accuracy": 0.5 if r.estimator == "direct" else 0.4}) for r in rows]
     assert more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo") == []

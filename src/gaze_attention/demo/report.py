@@ -20,6 +20,8 @@ from gaze_attention.constants import OPTIMIZER_LABELS
 from gaze_attention.demo.plan import (
     COMPARISONS,
     ESTIMATOR_ORDER,
+    GUMBEL_ARM,
+    GUMBEL_SEEDS_SUGGESTED,
     POOLED_HALF_WIDTH,
     SIZE_HALF_WIDTH,
     DemoPlan,
@@ -293,6 +295,18 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
             f"- To bring {comp} to {what} (at the std measured so far): `{rerun}` reuses these runs "
             f"and trains {runs} more{pace(runs)}."
         )
+    if GUMBEL_ARM not in plan.all_arms() and "direct" in plan.arms:
+        # Not run by default (it does not fit in the demo's 15 minutes beside direct - none).
+        seeds = extended(GUMBEL_SEEDS_SUGGESTED)
+        runs = GUMBEL_SEEDS_SUGGESTED + (len(seeds) - len(plan.seeds)) * len(sizes) * len(plan.arms)
+        rerun = _with_option(command, "--gumbel-seeds", [str(GUMBEL_SEEDS_SUGGESTED)])
+        if len(seeds) > len(plan.seeds):
+            rerun = _with_option(rerun, "--seeds", [str(x) for x in seeds])
+        out.append(
+            f"- direct - {GUMBEL_ARM} (the estimator of Li et al., ECCV 2018) was not run: `{rerun}` "
+            f"reuses these runs and trains {GUMBEL_ARM} at {plan.max_size} clips per class on the first "
+            f"{GUMBEL_SEEDS_SUGGESTED} seeds, {runs} runs{pace(runs)}."
+        )
     return out
 
 
@@ -473,12 +487,18 @@ def _network_text() -> str:
     import dataclasses
 
     from gaze_attention.models.gaze_attention import PRESETS
+    from gaze_attention.models.i3d import INCEPTION_CHANNELS
 
     c = dataclasses.replace(PRESETS["tiny"], **finetune_preset().model.overrides())
     t, s = c.grid
+    mixed = list(c.backbone_config.get("mixed") or INCEPTION_CHANNELS)
+    modules = (
+        "" if len(mixed) == len(INCEPTION_CHANNELS)
+        else f", {len(mixed)} of I3D's {len(INCEPTION_CHANNELS)} Inception modules per stream ({', '.join(mixed)})"
+    )  # fmt: skip
     return (
         f"`tiny` network ({c.frames} frames, {c.crop}×{c.crop}, T' = {t}, S = {s}, width {c.width:g} "
-        f"of the paper's channels, two-stream with DIS flow, BatchNorm momentum {c.bn_momentum:g})"
+        f"of the paper's channels{modules}, two-stream with DIS flow, BatchNorm momentum {c.bn_momentum:g})"
     )
 
 

@@ -171,12 +171,6 @@ def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
 
     folder = out / "pretrain"
     base = folder / "backbone_base.pt"
-    if base.is_file():
-        return base
-    if folder.exists():
-        shutil.rmtree(folder)
-    log(f"pre-training the backbone without gaze ({plan.pretrain_iters} iterations) -> {folder}")
-    t0 = time.perf_counter()
     cfg = load_config(
         "tiny",
         {
@@ -190,6 +184,15 @@ def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
             "run.keep_last": 1,
         },
     )
+    if base.is_file():
+        # A backbone of another network or pre-training (an older demo's folder) is refused,
+        # naming the difference, rather than failing to load or being reused as this one.
+        _check_same_settings(folder / "run", cfg.to_dict())
+        return base
+    if folder.exists():
+        shutil.rmtree(folder)
+    log(f"pre-training the backbone without gaze ({plan.pretrain_iters} iterations) -> {folder}")
+    t0 = time.perf_counter()
     res = train(cfg, progress=False, data=MemoryData(prepared))
     if res.interrupted:
         raise KeyboardInterrupt
