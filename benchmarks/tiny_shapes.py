@@ -11,7 +11,8 @@ its 18 Inception modules. This script times, in both I3D streams of the `tiny` n
   preset's network, which the demo now fine-tunes;
 - `stem4`, `five+stem4`: the same with the stem convolution at stride (2, 4, 4) and without
   `MaxPool3d_2a_3x3` (the same [T/2, H/4, W/4] map after them from a quarter of the stem's
-  output positions; built by replacing the layers in memory, not a preset option).
+  output positions; built by replacing the layers in memory, not a preset option, so the new
+  stem's BatchNorm keeps I3D's momentum 0.01 rather than `tiny`'s 0.1).
 
 The grid, the heads and the channel widths are unchanged. Each is timed round-robin in one
 process against the demo's network and data path of 2026-11-30 (`train_speed.py`'s
