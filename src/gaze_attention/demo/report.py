@@ -486,12 +486,13 @@ def gradcam_figure(results: list[RunResult], data: Any, plan: DemoPlan, report: 
 def _network_text() -> str:
     import dataclasses
 
+    from gaze_attention.models.backbone import TwoStreamI3D
     from gaze_attention.models.gaze_attention import PRESETS
     from gaze_attention.models.i3d import INCEPTION_CHANNELS
 
     c = dataclasses.replace(PRESETS["tiny"], **finetune_preset().model.overrides())
     t, s = c.grid
-    mixed = list(c.backbone_config.get("mixed") or INCEPTION_CHANNELS)
+    mixed = TwoStreamI3D.resolve(c.backbone_config)["mixed"]
     modules = (
         "" if len(mixed) == len(INCEPTION_CHANNELS)
         else f", {len(mixed)} of I3D's {len(INCEPTION_CHANNELS)} Inception modules per stream ({', '.join(mixed)})"
