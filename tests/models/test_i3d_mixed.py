@@ -1,4 +1,5 @@
-"""The I3D backbone's `mixed` key: a two-stream I3D with some of its nine Inception modules."""
+"""The I3D backbone's `mixed` and `stem_stride` keys: a two-stream I3D with some of its nine
+Inception modules, and its stem at spatial stride 4 without the first max-pool."""
 
 from __future__ import annotations
 
@@ -110,4 +111,96 @@ def test_tiny_finetune_preset_trains_the_five_module_network() -> None:
     assert cfg.model.backbone_config == {"mixed": FIVE}
     m = ga.build_model(cfg.model.preset, num_classes=6, **cfg.model.overrides())
     assert [n for n, _ in m.backbone.model_rgb.named_children() if n.startswith("Mixed")] == FIVE
+    assert m.backbone.model_flow.Conv3d_1a_7x7.conv3d.stride == (2, 2, 2)
     assert m.grid == ga.PRESETS["tiny"].grid == (3, 4)
+
+
+def test_a_reshaped_stem_follows_the_presets_batchnorm_momentum() -> None:
+    # A stem built after the network would keep I3D's 0.01, whose running statistics short runs
+    # never settle: that sank a stride-4 stem to chance in an earlier, hand-built experiment.
+    for keys in ({"stem_stride": 4}, {"stem_temporal_kernel": 2}):
+        m = ga.build_model("tiny", num_classes=6, backbone_config=keys)
+        assert {b.momentum for b in m.modules() if isinstance(b, torch.nn.BatchNorm3d)} == {ga.PRESETS["tiny"].bn_momentum}
+
+
+# Odd sizes: SAME padding rounds up, so the two stems must agree on every map size.
+@pytest.mark.parametrize(("frames", "size"), [(8, 64), (9, 70), (5, 33)])
+def test_stem_stride_4_gives_the_same_maps_without_the_first_max_pool(frames, size) -> None:
+    cfg = dict(SMALL, frames=frames, crop=size)
+    two = ga.GazeAttentionNet(ModelConfig(**cfg)).eval()
+    four = ga.GazeAttentionNet(ModelConfig(**cfg, backbone_config={"stem_stride": 4})).eval()
+    names = [n for n, _ in four.backbone.model_rgb.named_children()]
+    assert "MaxPool3d_2a_3x3" not in names and names[:2] == ["Conv3d_1a_7x7", "Conv3d_2b_1x1"]
+    for stream in (four.backbone.model_rgb, four.backbone.model_flow):
+        assert stream.Conv3d_1a_7x7.conv3d.stride == (2, 4, 4)
+    # the same weights by name and shape: any I3D checkpoint loads into either
+    assert {k: v.shape for k, v in two.state_dict().items()} == {k: v.shape for k, v in four.state_dict().items()}
+    four.load_state_dict(two.state_dict(), strict=True)
+    rgb, flow = torch.rand(2, 3, frames, size, size) * 2 - 1, torch.rand(2, 2, frames, size, size) * 2 - 1
+    with torch.no_grad():
+        after_two = two.backbone.model_rgb.MaxPool3d_2a_3x3(two.backbone.model_rgb.Conv3d_1a_7x7(rgb))
+        after_four = four.backbone.model_rgb.Conv3d_1a_7x7(rgb)
+        assert after_four.shape == after_two.shape
+        # with the same symmetric padding, stride 4 is stride 2 at every other position
+        c2 = two.backbone.model_rgb.Conv3d_1a_7x7.conv3d(torch.nn.functional.pad(rgb, (3, 3, 3, 3, 3, 3)))
+        c4 = torch.nn.functional.conv3d(
+            torch.nn.functional.pad(rgb, (3, 3, 3, 3, 3, 3)), four.backbone.model_rgb.Conv3d_1a_7x7.conv3d.weight,
+            stride=(2, 4, 4),
+        )
+        torch.testing.assert_close(c4, c2[:, :, :, ::2, ::2])
+        x4, x5 = four.backbone(rgb, flow)
+        y4, y5 = two.backbone(rgb, flow)
+    assert x4.shape == y4.shape and x5.shape == y5.shape
+    assert four.grid == two.grid
+    assert not torch.allclose(x5, y5)  # another network on the same weights
+
+
+def test_stem_stride_round_trip_gradients_and_bad_values() -> None:
+    cfg = ModelConfig(**SMALL, backbone_config={"mixed": FIVE, "stem_stride": 4})
+    a = ga.GazeAttentionNet(cfg).train()
+    stored = json.loads(json.dumps(a.config.to_dict()))
+    b = ga.GazeAttentionNet(ModelConfig.from_dict(stored))
+    assert b.backbone.model_rgb.Conv3d_1a_7x7.conv3d.stride == (2, 4, 4)
+    b.load_state_dict(a.state_dict(), strict=True)
+    rgb, flow = _clip(3)
+    out = a(rgb, flow, gaze_mode="argmax")
+    out.logits.sum().backward()
+    for name, p in a.backbone.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for bad in (3, 1, True, "4"):
+        with pytest.raises(ValueError, match=f"stem_stride must be one of 2, 4 .*got {bad!r}"):
+            ga.GazeAttentionNet(ModelConfig(**SMALL, backbone_config={"stem_stride": bad}))
+
+
+@pytest.mark.parametrize("kt", [1, 2, 3])
+def test_stem_temporal_kernel_sets_the_stem_weight_and_keeps_the_maps(kt) -> None:
+    full = ga.GazeAttentionNet(ModelConfig(**SMALL)).eval()
+    m = ga.GazeAttentionNet(ModelConfig(**SMALL, backbone_config={"mixed": FIVE, "stem_temporal_kernel": kt}))
+    for stream, cin in ((m.backbone.model_rgb, 3), (m.backbone.model_flow, 2)):
+        assert stream.Conv3d_1a_7x7.conv3d.weight.shape == (scaled_64(), cin, kt, 7, 7)
+        assert stream.Conv3d_1a_7x7.conv3d.stride == (2, 2, 2)
+    rgb, flow = _clip()
+    x4, x5 = m.eval().backbone(rgb, flow)
+    y4, y5 = full.backbone(rgb, flow)
+    assert x4.shape == y4.shape and x5.shape == y5.shape
+    # every parameter learns, the stem included
+    m.train()
+    out = m(rgb, flow, gaze_mode="argmax")
+    out.logits.sum().backward()
+    for name, p in m.backbone.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # a 7x7x7 stem's weights do not fit, and the error names the stem
+    with pytest.raises(RuntimeError, match="Conv3d_1a_7x7.conv3d.weight"):
+        m.load_state_dict(ga.GazeAttentionNet(ModelConfig(**SMALL, backbone_config={"mixed": FIVE})).state_dict())
+
+
+def scaled_64() -> int:
+    from gaze_attention.models.i3d import scaled
+
+    return scaled(64, SMALL["width"])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "3"])
+def test_bad_stem_temporal_kernels_are_refused(bad) -> None:
+    with pytest.raises(ValueError, match=f"stem_temporal_kernel must be a positive int .*got {bad!r}"):
+        ga.GazeAttentionNet(ModelConfig(**SMALL, backbone_config={"stem_temporal_kernel": bad}))

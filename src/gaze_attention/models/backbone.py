@@ -80,17 +80,30 @@ class TwoStreamI3D(Backbone):
 
     Gaze input: `MaxPool3d_5a_2x2` (x4, 832 ch at full width); features: `Mixed_5c` (x5, 1024
     ch). Takes [-1, 1] as is (the Kinetics I3D's range). backbone_config `mixed`: the Inception
-    modules each stream builds (default all nine; e.g. the `tiny-finetune` network's five).
+    modules each stream builds (default all nine; e.g. the `tiny-finetune` network's five);
+    `stem_stride`: the stem convolution's spatial stride, 2 (I3D) or 4 (no `MaxPool3d_2a_3x3`;
+    the `tiny-finetune` network's); `stem_temporal_kernel`: the stem convolution's temporal
+    size (I3D's 7).
     """
 
     kind = "i3d"
     supports_flow = True
-    defaults: ClassVar[dict[str, Any]] = {"mixed": list(INCEPTION_CHANNELS)}
+    defaults: ClassVar[dict[str, Any]] = {
+        "mixed": list(INCEPTION_CHANNELS), "stem_stride": 2, "stem_temporal_kernel": 7,
+    }  # fmt: skip
 
-    def __init__(self, *, width: float = 1.0, use_flow: bool = True, mixed: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        width: float = 1.0,
+        use_flow: bool = True,
+        mixed: Sequence[str] | None = None,
+        stem_stride: int = 2,
+        stem_temporal_kernel: int = 7,
+    ) -> None:
         super().__init__()
-        self.model_rgb = InceptionI3d(3, width, mixed)
-        self.model_flow = InceptionI3d(2, width, mixed) if use_flow else None
+        self.model_rgb = InceptionI3d(3, width, mixed, stem_stride, stem_temporal_kernel)
+        self.model_flow = InceptionI3d(2, width, mixed, stem_stride, stem_temporal_kernel) if use_flow else None
         self.pool5_channels = self.model_rgb.pool5_channels
         self.out_channels = self.model_rgb.out_channels
         self.gaze_channels = self.pool5_channels

@@ -241,7 +241,7 @@ def build_backbone(cfg: ModelConfig) -> Backbone:
     cls = backbone_class(cfg.backbone)
     if cls is TwoStreamI3D:
         keys = TwoStreamI3D.resolve(cfg.backbone_config)
-        return TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow, mixed=keys["mixed"])
+        return TwoStreamI3D(width=cfg.width, use_flow=cfg.use_flow, **keys)
     if cfg.use_flow:
         raise ValueError(f"the {cfg.backbone} backbone is RGB-only: set use_flow: false")
     return cls(cfg.backbone_config, frames=cfg.frames, crop=cfg.crop)

@@ -38,6 +38,11 @@ INCEPTION_CHANNELS: dict[str, tuple[int, int, int, int, int, int]] = {
     "Mixed_5c": (384, 192, 384, 48, 128, 128),
 }
 
+# The stem convolution's spatial strides: I3D's 2 (then MaxPool3d_2a_3x3 halves again), or 4
+# with that max-pool left out. Both give the same [T/2, H/4, W/4] map after them; 4 computes
+# the 7x7x7 stem at a quarter of the positions (the CPU-scale network's costliest layer).
+STEM_STRIDES = (2, 4)
+
 # Total stride of the network: a [T, H, W] clip gives [ceil(T/8), ceil(H/32), ceil(W/32)].
 TEMPORAL_STRIDE = 8
 SPATIAL_STRIDE = 32
@@ -46,6 +51,23 @@ SPATIAL_STRIDE = 32
 def scaled(channels: int, width: float) -> int:
     """Channel count at a width multiplier (at least 4, so BatchNorm has something to do)."""
     return channels if width == 1.0 else max(4, int(round(channels * width)))
+
+
+def check_stem_stride(stem_stride: object) -> int:
+    """The stem's spatial stride, checked against `STEM_STRIDES`."""
+    if isinstance(stem_stride, bool) or stem_stride not in STEM_STRIDES:
+        raise ValueError(
+            f"stem_stride must be one of {', '.join(map(str, STEM_STRIDES))} (the stem convolution's "
+            f"spatial stride; 4 leaves out MaxPool3d_2a_3x3), got {stem_stride!r}"
+        )
+    return int(stem_stride)  # type: ignore[call-overload]
+
+
+def check_stem_temporal_kernel(kernel: object) -> int:
+    """The stem's temporal kernel size, checked: a positive int (I3D's is 7)."""
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1:
+        raise ValueError(f"stem_temporal_kernel must be a positive int (I3D's stem is 7x7x7), got {kernel!r}")
+    return kernel
 
 
 def check_mixed(mixed: Sequence[str] | None) -> tuple[str, ...]:
@@ -191,14 +213,28 @@ class InceptionI3d(nn.Module):
     classifies with its own head, and checkpoint loading drops `logits.*` keys.
     """
 
-    def __init__(self, in_channels: int = 3, width: float = 1.0, mixed: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: float = 1.0,
+        mixed: Sequence[str] | None = None,
+        stem_stride: int = 2,
+        stem_temporal_kernel: int = 7,
+    ) -> None:
         """`mixed`: the Inception modules to build, in I3D's order (default all nine); each one
-        built takes the channels the one before it gives, and the endpoints stay where they are."""
+        built takes the channels the one before it gives, and the endpoints stay where they are.
+        `stem_stride`: the stem convolution's spatial stride (`STEM_STRIDES`); at 4 there is no
+        `MaxPool3d_2a_3x3`. The weights' names and shapes do not depend on it.
+        `stem_temporal_kernel`: the stem convolution's temporal size (I3D's 7; its weight's shape
+        follows)."""
         super().__init__()
         keep = check_mixed(mixed)
+        check_stem_stride(stem_stride)
         c64, c192 = scaled(64, width), scaled(192, width)
-        self.Conv3d_1a_7x7 = Unit3D(in_channels, c64, 7, stride=2)
-        self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
+        kt = check_stem_temporal_kernel(stem_temporal_kernel)
+        self.Conv3d_1a_7x7 = Unit3D(in_channels, c64, (kt, 7, 7), stride=(2, stem_stride, stem_stride))
+        if stem_stride == 2:
+            self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         self.Conv3d_2b_1x1 = Unit3D(c64, c64, 1)
         self.Conv3d_2c_3x3 = Unit3D(c64, c192, 3)
         self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
