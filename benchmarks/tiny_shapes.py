@@ -7,12 +7,12 @@ its 18 Inception modules. This script times, in both I3D streams of the `tiny` n
 - `nine`: the `tiny` preset (all nine Inception modules), the network the demo fine-tuned until
   2026-12-01;
 - `five`: five of the nine (`backbone_config: {mixed: [Mixed_3b, Mixed_4b, Mixed_4f, Mixed_5b,
-  Mixed_5c]}`, each module taking the channels the one before gives): the `tiny-finetune`
-  preset's network, which the demo now fine-tunes;
-- `stem4`, `five+stem4`: the same with the stem convolution at stride (2, 4, 4) and without
-  `MaxPool3d_2a_3x3` (the same [T/2, H/4, W/4] map after them from a quarter of the stem's
-  output positions; built by replacing the layers in memory, not a preset option, so the new
-  stem's BatchNorm keeps I3D's momentum 0.01 rather than `tiny`'s 0.1).
+  Mixed_5c]}`, each module taking the channels the one before gives), which the demo
+  fine-tuned on 2026-12-01;
+- `stem4`, `five+stem4`: the same with the stem convolution at spatial stride 4 and without
+  `MaxPool3d_2a_3x3` (`backbone_config: {stem_stride: 4}`: the same [T/2, H/4, W/4] map after
+  them from a quarter of the stem's output positions). `five+stem4` is the `tiny-finetune`
+  preset's network, which the demo fine-tunes since 2026-12-02.
 
 The grid, the heads and the channel widths are unchanged. Each is timed round-robin in one
 process against the demo's network and data path of 2026-11-30 (`train_speed.py`'s
@@ -41,38 +41,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
 from train_speed import BATCH, TINY_2026_11_30, Variant, make_data, matmul_gflops, round_robin
 
 from gaze_attention.data import ClipDataset, PreparedData
 from gaze_attention.data.memory import MemoryData
 from gaze_attention.engine.precision import cpu_model
-from gaze_attention.models import GazeAttentionNet
 from gaze_attention.models.gaze_attention import PRESETS, ModelConfig
-from gaze_attention.models.i3d import INCEPTION_CHANNELS, InceptionI3d, Unit3D
+from gaze_attention.models.i3d import INCEPTION_CHANNELS
 
 FIVE = ["Mixed_3b", "Mixed_4b", "Mixed_4f", "Mixed_5b", "Mixed_5c"]
 NINE = list(INCEPTION_CHANNELS)
-VARIANTS: dict[str, tuple[list[str], bool]] = {  # Inception modules, stride-4 stem
-    "nine": (NINE, False),
-    "five": (FIVE, False),
-    "stem4": (NINE, True),
-    "five+stem4": (FIVE, True),
+VARIANTS: dict[str, dict] = {  # the I3D backbone_config of each variant
+    "nine": {"mixed": NINE, "stem_stride": 2},
+    "five": {"mixed": FIVE, "stem_stride": 2},
+    "stem4": {"mixed": NINE, "stem_stride": 4},
+    "five+stem4": {"mixed": FIVE, "stem_stride": 4},
+    "five+kt3": {"mixed": FIVE, "stem_temporal_kernel": 3},
+    "five+kt2": {"mixed": FIVE, "stem_temporal_kernel": 2},
+    "five+kt1": {"mixed": FIVE, "stem_temporal_kernel": 1},
 }
 
 
 def network(variant: str) -> ModelConfig:
-    return dataclasses.replace(PRESETS["tiny"], backbone_config={"mixed": VARIANTS[variant][0]})
-
-
-def stride4_stem(model: GazeAttentionNet) -> GazeAttentionNet:
-    """The stem at stride (2, 4, 4) without the max-pool after it, in both streams (fresh weights)."""
-    for net in model.modules():
-        if isinstance(net, InceptionI3d):
-            stem = net.Conv3d_1a_7x7.conv3d
-            net.Conv3d_1a_7x7 = Unit3D(stem.in_channels, stem.out_channels, 7, stride=(2, 4, 4))
-            net.MaxPool3d_2a_3x3 = nn.Identity()
-    return model
+    return dataclasses.replace(PRESETS["tiny"], backbone_config=dict(VARIANTS[variant]))
 
 
 @contextlib.contextmanager
@@ -81,27 +72,19 @@ def built_as(variant: str, pretrain_seed: int | None = None) -> Iterator[None]:
     draws `pretrain_seed` instead of the demo's 12345)."""
     from gaze_attention.engine import config
 
-    mixed, stem4 = VARIANTS[variant]
-    load, init = config.load_config, GazeAttentionNet.__init__
+    load = config.load_config
 
     def load_variant(name, overrides=None):  # type: ignore[no-untyped-def]
-        overrides = {**(overrides or {}), "model.backbone_config": {"mixed": mixed}}
+        overrides = {**(overrides or {}), "model.backbone_config": dict(VARIANTS[variant])}
         if name == "tiny" and pretrain_seed is not None:  # the pre-training run
             overrides["run.seed"] = pretrain_seed
         return load(name, overrides)
 
-    def init_variant(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        init(self, *args, **kwargs)
-        if stem4:
-            stride4_stem(self)
-
     config.load_config = load_variant
-    GazeAttentionNet.__init__ = init_variant  # type: ignore[method-assign]
     try:
         yield
     finally:
         config.load_config = load
-        GazeAttentionNet.__init__ = init  # type: ignore[method-assign]
 
 
 def time_steps(data_dir: Path, variants: list[str], rounds: int) -> None:
@@ -114,11 +97,7 @@ def time_steps(data_dir: Path, variants: list[str], rounds: int) -> None:
     # The baseline the issue measured against: the 2026-11-30 network, data path and kernels.
     steps = {"2026-11-30": Variant(TINY_2026_11_30, PreparedData(data_dir, cache=True), ClipDataset, baseline=True)}
     for name in variants:
-        v = Variant(network(name), mem, mem.dataset_class)
-        if VARIANTS[name][1]:
-            stride4_stem(v.model).to(memory_format=torch.channels_last_3d)
-            v.opt = torch.optim.SGD(v.model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5, foreach=True)
-        steps[name] = v
+        steps[name] = Variant(network(name), mem, mem.dataset_class)
     for v in steps.values():  # warm-up: a pass over the training set (fills the baseline's frame cache)
         for _ in range(-(-v.size // BATCH)):
             v.iteration()
