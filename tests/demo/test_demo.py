@@ -71,6 +71,58 @@ def test_gumbel_seeds_option_adds_the_arm(tmp_path) -> None:
         assert seen["quick"] and "largest_only" not in seen  # --quick trains it everywhere already
 
 
+def test_pretrain_seed_option_draws_another_backbone(tmp_path) -> None:
+    from unittest import mock
+
+    import yaml
+
+    from gaze_attention.cli import main as cli_main
+    from gaze_attention.demo import runs as demo_runs
+
+    seen = {}
+
+    def fake(out, quick=False, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    with mock.patch("gaze_attention.demo.run_demo", side_effect=fake):
+        cli_main(["demo", "--out", str(tmp_path), "--pretrain-seed", "0"])
+    assert seen["pretrain_seed"] == 0  # 0 is a seed, not "unset"
+    seen.clear()
+    with mock.patch("gaze_attention.demo.run_demo", side_effect=fake):
+        assert cli_main(["demo", "--out", str(tmp_path), "--pretrain-seed", "3", "--no-pretrain"]) == 2
+    assert not seen  # refused before anything runs
+    # the pre-training trains with it, and a backbone of another seed in --out is refused naming it
+    plan = DemoPlan(pretrain_seed=7)
+    trained = {}
+
+    def fake_train(cfg, **kw):  # type: ignore[no-untyped-def]
+        trained["seed"] = cfg.run.seed
+        raise KeyboardInterrupt
+
+    with (
+        mock.patch("gaze_attention.engine.train.train", side_effect=fake_train),
+        mock.patch("gaze_attention.data.memory.MemoryData"),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        demo_runs.pretrain(plan, tmp_path / "pre", tmp_path, print)
+    assert trained["seed"] == 7
+    folder = tmp_path / "pretrain"
+    (folder / "run").mkdir(parents=True, exist_ok=True)
+    (folder / "backbone_base.pt").write_bytes(b"weights")
+    from gaze_attention.engine.config import load_config, save_config
+
+    cfg = load_config("tiny", {
+        **plan.pretrain_overrides(), "data.root": str(tmp_path / "pre"), "data.workers": 0,
+        "run.out": str(folder / "run"), "run.seed": 12345, "run.tensorboard": False,
+        "run.checkpoint_every": plan.pretrain_iters, "run.keep_last": 1,
+    })  # fmt: skip
+    save_config(cfg, folder / "run" / "config.yaml")
+    assert yaml.safe_load((folder / "run" / "config.yaml").read_text())["run"]["seed"] == 12345
+    with pytest.raises(ValueError, match=r"other settings \(run.seed: 12345, now 7\)"):
+        demo_runs.pretrain(plan, tmp_path / "pre", tmp_path, print)
+
+
 def test_finetune_schedule_keeps_direct_optimization_alive_to_the_end() -> None:
     from gaze_attention.engine.config import load_config
     from gaze_attention.engine.train import eps_at
@@ -443,7 +495,15 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     # pooled: std of (10, -10, 0) twice = 8.94 points; per size: 10 points
     seeds = max(-(-pairs_needed(100 * float(np.std([0.1, -0.1, 0.0] * 2, ddof=1)), 3.0) // 2), pairs_needed(10.0, 6.0))
     lines = more_seeds(summary, plan, rows, "gaze-attention demo --seeds 0 1 2 --out 'my demo'")
-    assert len(lines) == 2 and "direct - none" in lines[0] and "direct - gumbel_softmax" in lines[1]
+    assert len(lines) == 3 and "direct - none" in lines[0] and "direct - gumbel_softmax" in lines[1]
+    # and always, with a pre-trained backbone: the rerun that draws another one, into another folder
+    runs = len(plan_runs(plan))
+    assert lines[2] == (
+        "- Every interval here is conditional on this one pre-trained backbone (seed 12345): the paired "
+        "seeds vary fine-tuning, not pre-training. `gaze-attention demo --seeds 0 1 2 --pretrain-seed 1 "
+        f"--out 'my demo-backbone1'` repeats the plan on another backbone (its pre-training and {runs} runs, "
+        f"about {round(runs * 25 / 60)} minutes at this demo's pace)."
+    )
     want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(seeds)))
     runs = (seeds - 3) * 2 * 2
     assert f"`{want}` reuses these runs and trains {runs} more, about {round(runs * 25 / 60)} minutes" in lines[0]
@@ -463,11 +523,17 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     plain = [r for r in rows if r.estimator != "gumbel_softmax"]
     lines = more_seeds(summarise(plain, bare), bare, plain, "gaze-attention demo --seeds 0 1 2")
     runs = 6 + 3 * 2 * 2
-    assert lines[-1] == (
+    assert lines[-2] == (
         "- direct - gumbel_softmax (the estimator of Li et al., ECCV 2018) was not run: "
         "`gaze-attention demo --gumbel-seeds 6 --seeds 0 1 2 3 4 5` reuses these runs and trains gumbel_softmax "
         f"at 30 clips per class on the first 6 seeds, {runs} runs, about {round(runs * 25 / 60)} minutes at this demo's pace."
     )
-    # targets met (no spread): nothing to say
+    # targets met (no spread): nothing to say but that the backbone is one draw (seed 1: draw 2)
     flat = [RunResult(**{**r.__dict__, "mean_class_accuracy": 0.5 if r.estimator == "direct" else 0.4}) for r in rows]
-    assert more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo") == []
+    lines = more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo")
+    assert len(lines) == 1 and "`gaze-attention demo --pretrain-seed 1 --out demo_out-backbone1`" in lines[0]
+    one = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain_seed=1)
+    lines = more_seeds(summarise(flat, one), one, flat, "gaze-attention demo --pretrain-seed 1 --out b1")
+    assert lines == [x for x in lines if "(seed 1)" in x and "--pretrain-seed 2 --out b1-backbone2`" in x] and lines
+    nopre = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain=False)
+    assert more_seeds(summarise(flat, nopre), nopre, flat, "gaze-attention demo --no-pretrain") == []

@@ -25,7 +25,7 @@ from gaze_attention.commands._args import add_deprecated_alias, add_progress_arg
 EXAMPLES = """examples:
   gaze-attention demo                             # the full ablation (32 fine-tuning runs)
   gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes, 16 iterations: a check that it runs
-  gaze-attention demo --gumbel-seeds 6            # the default demo's folder, and direct - gumbel_softmax on 6 pairs
+  gaze-attention demo --pretrain-seed 1 --out demo_out-backbone1   # the same plan on another pre-trained backbone
 """
 
 
@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-pretrain", action="store_true", help="train every arm from scratch instead of the pre-trained backbone"
     )
+    parser.add_argument(
+        "--pretrain-seed", type=int, metavar="SEED",
+        help="seed of the backbone's pre-training (default: 12345). Every interval is conditional on "
+        "that backbone; another seed, into another --out, repeats the demo on another one",
+    )  # fmt: skip
     parser.add_argument("--no-figure", action="store_true", help="skip the Grad-CAM++ figure")
     add_progress_argument(parser)
     add_deprecated_alias(parser, "--quiet", "--no-progress", "no_progress", const=True)
@@ -74,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["largest_only_seeds"] = args.gumbel_seeds
     if args.no_pretrain:
         overrides["pretrain"] = False
+    if args.pretrain_seed is not None:
+        if args.no_pretrain:
+            return error("--pretrain-seed seeds the backbone's pre-training, which --no-pretrain leaves out: give one of them")
+        overrides["pretrain_seed"] = args.pretrain_seed
     if args.iters:
         overrides["iters"] = args.iters
     if args.lr:

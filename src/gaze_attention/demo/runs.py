@@ -178,7 +178,7 @@ def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
             "data.root": str(prepared),
             "data.workers": 0,
             "run.out": str(folder / "run"),
-            "run.seed": 12345,
+            "run.seed": plan.pretrain_seed,
             "run.tensorboard": False,
             "run.checkpoint_every": plan.pretrain_iters,
             "run.keep_last": 1,
