@@ -535,5 +535,8 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     one = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain_seed=1)
     lines = more_seeds(summarise(flat, one), one, flat, "gaze-attention demo --pretrain-seed 1 --out b1")
     assert lines == [x for x in lines if "(seed 1)" in x and "--pretrain-seed 2 --out b1-backbone2`" in x] and lines
+    # from the folder that line named, the next seed goes beside it, not inside its name
+    lines = more_seeds(summarise(flat, one), one, flat, "gaze-attention demo --pretrain-seed 1 --out demo_out-backbone1")
+    assert "`gaze-attention demo --pretrain-seed 2 --out demo_out-backbone2`" in lines[0]
     nopre = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain=False)
     assert more_seeds(summarise(flat, nopre), nopre, flat, "gaze-attention demo --no-pretrain") == []

@@ -7,6 +7,7 @@ written here, so that the report says what ran.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import time
 from dataclasses import asdict, dataclass
@@ -311,9 +312,10 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
     if plan.pretrain:
         # The seeds vary fine-tuning only; another backbone moved the gaze effect by more than
         # they do (docs/recipes.md), so the report says so and names the rerun that varies it.
-        other = 1 if plan.pretrain_seed != 1 else 2
+        other = 1 if plan.pretrain_seed == DemoPlan.pretrain_seed else plan.pretrain_seed + 1
         words = shlex.split(command)
         where = words[words.index("--out") + 1] if "--out" in words[:-1] else "demo_out"
+        where = re.sub(r"-backbone\d+$", "", where)  # a folder this line named: its sibling, not its child
         rerun = _with_option(_with_option(command, "--pretrain-seed", [str(other)]), "--out", [f"{where}-backbone{other}"])
         runs = len(plan_runs(plan))
         out.append(
