@@ -7,12 +7,13 @@ its 18 Inception modules. This script times, in both I3D streams of the `tiny` n
 - `nine`: the `tiny` preset (all nine Inception modules), the network the demo fine-tuned until
   2026-12-01;
 - `five`: five of the nine (`backbone_config: {mixed: [Mixed_3b, Mixed_4b, Mixed_4f, Mixed_5b,
-  Mixed_5c]}`, each module taking the channels the one before gives), which the demo
-  fine-tuned on 2026-12-01;
+  Mixed_5c]}`, each module taking the channels the one before gives): the `tiny-finetune`
+  preset's network, which the demo fine-tunes;
 - `stem4`, `five+stem4`: the same with the stem convolution at spatial stride 4 and without
   `MaxPool3d_2a_3x3` (`backbone_config: {stem_stride: 4}`: the same [T/2, H/4, W/4] map after
-  them from a quarter of the stem's output positions). `five+stem4` is the `tiny-finetune`
-  preset's network, which the demo fine-tunes since 2026-12-02.
+  them from a quarter of the stem's output positions);
+- `five+kt3`, `five+kt2`, `five+kt1`: `five` with a stem 3, 2 or 1 frames deep instead of 7
+  (`stem_temporal_kernel`).
 
 The grid, the heads and the channel widths are unchanged. Each is timed round-robin in one
 process against the demo's network and data path of 2026-11-30 (`train_speed.py`'s
@@ -67,18 +68,14 @@ def network(variant: str) -> ModelConfig:
 
 
 @contextlib.contextmanager
-def built_as(variant: str, pretrain_seed: int | None = None) -> Iterator[None]:
-    """Inside, the demo's pre-training and fine-tuning build this variant (and the pre-training
-    draws `pretrain_seed` instead of the demo's 12345)."""
+def built_as(variant: str) -> Iterator[None]:
+    """Inside, the demo's pre-training and fine-tuning build this variant."""
     from gaze_attention.engine import config
 
     load = config.load_config
 
     def load_variant(name, overrides=None):  # type: ignore[no-untyped-def]
-        overrides = {**(overrides or {}), "model.backbone_config": dict(VARIANTS[variant])}
-        if name == "tiny" and pretrain_seed is not None:  # the pre-training run
-            overrides["run.seed"] = pretrain_seed
-        return load(name, overrides)
+        return load(name, {**(overrides or {}), "model.backbone_config": dict(VARIANTS[variant])})
 
     config.load_config = load_variant
     try:
@@ -130,12 +127,12 @@ def train_arms(
     from gaze_attention.demo import DemoPlan, RunSpec
     from gaze_attention.demo import runs as demo_runs
 
-    plan = DemoPlan()
+    plan = DemoPlan() if pretrain_seed is None else DemoPlan(pretrain_seed=pretrain_seed)
     data = MemoryData(folder / "prepared")
     for name in variants:
         where = out / name
         acc: dict[tuple[str, int, int], float] = {}
-        with built_as(name, pretrain_seed):
+        with built_as(name):
             base = demo_runs.pretrain(plan, folder / "pretrain_prepared", where, print)
             for n in sizes:
                 for s in seeds:

@@ -71,6 +71,18 @@ def test_gumbel_seeds_option_adds_the_arm(tmp_path) -> None:
         assert seen["quick"] and "largest_only" not in seen  # --quick trains it everywhere already
 
 
+def _finished_pretraining(out, plan: DemoPlan):  # type: ignore[no-untyped-def]
+    """OUT/pretrain as a finished pre-training with `plan` leaves it (a stand-in weights file)."""
+    from gaze_attention.demo import runs as demo_runs
+    from gaze_attention.engine.config import save_config
+
+    folder = out / "pretrain"
+    (folder / "run").mkdir(parents=True, exist_ok=True)
+    (folder / "backbone_base.pt").write_bytes(b"weights")
+    save_config(demo_runs.pretrain_config(plan, out / "pre", out), folder / "run" / "config.yaml")
+    return folder
+
+
 def test_pretrain_seed_option_draws_another_backbone(tmp_path) -> None:
     from unittest import mock
 
@@ -107,17 +119,7 @@ def test_pretrain_seed_option_draws_another_backbone(tmp_path) -> None:
     ):
         demo_runs.pretrain(plan, tmp_path / "pre", tmp_path, print)
     assert trained["seed"] == 7
-    folder = tmp_path / "pretrain"
-    (folder / "run").mkdir(parents=True, exist_ok=True)
-    (folder / "backbone_base.pt").write_bytes(b"weights")
-    from gaze_attention.engine.config import load_config, save_config
-
-    cfg = load_config("tiny", {
-        **plan.pretrain_overrides(), "data.root": str(tmp_path / "pre"), "data.workers": 0,
-        "run.out": str(folder / "run"), "run.seed": 12345, "run.tensorboard": False,
-        "run.checkpoint_every": plan.pretrain_iters, "run.keep_last": 1,
-    })  # fmt: skip
-    save_config(cfg, folder / "run" / "config.yaml")
+    folder = _finished_pretraining(tmp_path, DemoPlan())
     assert yaml.safe_load((folder / "run" / "config.yaml").read_text())["run"]["seed"] == 12345
     with pytest.raises(ValueError, match=r"other settings \(run.seed: 12345, now 7\)"):
         demo_runs.pretrain(plan, tmp_path / "pre", tmp_path, print)
@@ -454,18 +456,9 @@ def test_a_backbone_pretrained_for_another_network_is_refused(tmp_path) -> None:
     import yaml
 
     from gaze_attention.demo import runs as demo_runs
-    from gaze_attention.engine.config import load_config, save_config
 
     plan = DemoPlan()
-    folder = tmp_path / "pretrain"
-    (folder / "run").mkdir(parents=True)
-    (folder / "backbone_base.pt").write_bytes(b"weights")
-    cfg = load_config("tiny", {
-        **plan.pretrain_overrides(), "data.root": str(tmp_path / "pre"), "data.workers": 0,
-        "run.out": str(folder / "run"), "run.seed": 12345, "run.tensorboard": False,
-        "run.checkpoint_every": plan.pretrain_iters, "run.keep_last": 1,
-    })  # fmt: skip
-    save_config(cfg, folder / "run" / "config.yaml")
+    folder = _finished_pretraining(tmp_path, plan)
     with mock.patch("gaze_attention.engine.train.train", side_effect=AssertionError("trained again")):
         # the same settings from a moved folder: reused
         assert demo_runs.pretrain(plan, tmp_path / "elsewhere", tmp_path, print) == folder / "backbone_base.pt"

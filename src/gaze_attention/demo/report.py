@@ -514,8 +514,10 @@ def _network_text() -> str:
         "" if len(mixed) == len(INCEPTION_CHANNELS)
         else f", {len(mixed)} of I3D's {len(INCEPTION_CHANNELS)} Inception modules per stream ({', '.join(mixed)})"
     )  # fmt: skip
-    if keys["stem_stride"] != 2:
+    if keys["stem_stride"] != TwoStreamI3D.defaults["stem_stride"]:
         modules += f", the stem convolution at spatial stride {keys['stem_stride']} without the max-pool after it"
+    if keys["stem_temporal_kernel"] != TwoStreamI3D.defaults["stem_temporal_kernel"]:
+        modules += f", the stem {keys['stem_temporal_kernel']} frames deep"
     return (
         f"`tiny` network ({c.frames} frames, {c.crop}×{c.crop}, T' = {t}, S = {s}, width {c.width:g} "
         f"of the paper's channels{modules}, two-stream with DIS flow, BatchNorm momentum {c.bn_momentum:g})"

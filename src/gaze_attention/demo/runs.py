@@ -162,28 +162,34 @@ def prepare_data(plan: DemoPlan, out: Path, log: Log) -> tuple[Path, Path | None
     return prepared, pre
 
 
-def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
-    """Train the backbone once without gaze; returns the two-stream backbone file (`*_base.pt`)."""
-    from gaze_attention.data.memory import MemoryData
+def pretrain_config(plan: DemoPlan, prepared: Path, out: Path) -> Any:
+    """The TrainConfig of the backbone's pre-training into `out`/pretrain/run."""
     from gaze_attention.engine.config import load_config
-    from gaze_attention.engine.train import train
-    from gaze_attention.models.reference import save_reference_checkpoint
 
-    folder = out / "pretrain"
-    base = folder / "backbone_base.pt"
-    cfg = load_config(
+    return load_config(
         "tiny",
         {
             **plan.pretrain_overrides(),
             "data.root": str(prepared),
             "data.workers": 0,
-            "run.out": str(folder / "run"),
+            "run.out": str(out / "pretrain" / "run"),
             "run.seed": plan.pretrain_seed,
             "run.tensorboard": False,
             "run.checkpoint_every": plan.pretrain_iters,
             "run.keep_last": 1,
         },
     )
+
+
+def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
+    """Train the backbone once without gaze; returns the two-stream backbone file (`*_base.pt`)."""
+    from gaze_attention.data.memory import MemoryData
+    from gaze_attention.engine.train import train
+    from gaze_attention.models.reference import save_reference_checkpoint
+
+    folder = out / "pretrain"
+    base = folder / "backbone_base.pt"
+    cfg = pretrain_config(plan, prepared, out)
     if base.is_file():
         # A backbone of another network or pre-training (an older demo's folder) is refused,
         # naming the difference, rather than failing to load or being reused as this one.

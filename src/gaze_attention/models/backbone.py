@@ -81,9 +81,8 @@ class TwoStreamI3D(Backbone):
     Gaze input: `MaxPool3d_5a_2x2` (x4, 832 ch at full width); features: `Mixed_5c` (x5, 1024
     ch). Takes [-1, 1] as is (the Kinetics I3D's range). backbone_config `mixed`: the Inception
     modules each stream builds (default all nine; e.g. the `tiny-finetune` network's five);
-    `stem_stride`: the stem convolution's spatial stride, 2 (I3D) or 4 (no `MaxPool3d_2a_3x3`;
-    the `tiny-finetune` network's); `stem_temporal_kernel`: the stem convolution's temporal
-    size (I3D's 7).
+    `stem_stride`: the stem convolution's spatial stride, 2 (I3D) or 4 (no `MaxPool3d_2a_3x3`);
+    `stem_temporal_kernel`: the stem convolution's temporal size (I3D's 7).
     """
 
     kind = "i3d"

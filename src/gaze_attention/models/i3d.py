@@ -229,11 +229,10 @@ class InceptionI3d(nn.Module):
         follows)."""
         super().__init__()
         keep = check_mixed(mixed)
-        check_stem_stride(stem_stride)
+        ss, kt = check_stem_stride(stem_stride), check_stem_temporal_kernel(stem_temporal_kernel)
         c64, c192 = scaled(64, width), scaled(192, width)
-        kt = check_stem_temporal_kernel(stem_temporal_kernel)
-        self.Conv3d_1a_7x7 = Unit3D(in_channels, c64, (kt, 7, 7), stride=(2, stem_stride, stem_stride))
-        if stem_stride == 2:
+        self.Conv3d_1a_7x7 = Unit3D(in_channels, c64, (kt, 7, 7), stride=(2, ss, ss))
+        if ss == 2:
             self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         self.Conv3d_2b_1x1 = Unit3D(c64, c64, 1)
         self.Conv3d_2c_3x3 = Unit3D(c64, c192, 3)
