@@ -7,12 +7,15 @@ Two measurements, each timed round-robin in one process (best and median of the 
   fields) over the test split of a small synthetic set (--data PREPARED, or one made in a
   temporary folder), argmax gaze, batches of 32 as the demo evaluates;
 - `paper`: one forward pass of the paper network over 2 windows of 24x224^2 (untrained
-  weights: the cost does not depend on them), argmax gaze.
+  weights: the cost does not depend on them), argmax gaze;
+- `tiny` in channels_last_3d at each of --batch-sizes windows per forward pass (the demo
+  evaluated in batches of 32 until 2026-12-02, in 8 since), as ratios to the first size, with
+  whether every size gives bit-identical logits (so that the demo's accuracies do not move).
 
 It prints the machine (CPU model, threads, a 2048^2 fp32 matmul rate), seconds per call in
 each layout and the ratio, and checks that the two layouts give the same logits to rounding.
 
-    python benchmarks/eval_layout.py [--rounds 3] [--data PREPARED] [--threads N]
+    python benchmarks/eval_layout.py [--rounds 3] [--data PREPARED] [--threads N] [--batch-sizes 32 4 8 16]
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timed rounds (each times both layouts once)")
     p.add_argument("--data", type=Path, help="a prepared folder (default: a small synthetic one)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 4, 8, 16],
+                   help="windows per pass for the batch-size table; ratios are to the first")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,6 +115,28 @@ def main() -> None:
     report("`paper`: forward, 2 windows of 24x224^2", times)
     torch.testing.assert_close(logits["contiguous"], logits["channels_last_3d"], rtol=1e-3, atol=1e-3)
     print("\nlogits equal to rounding in both layouts")
+
+    print("\n| `tiny`, channels_last_3d: windows per pass | wall s per evaluate: best, median | speed-up over "
+          f"{args.batch_sizes[0]}: best, median |")  # fmt: skip
+    print("|---|---|---|")
+    torch.manual_seed(0)
+    net = GazeAttentionNet(demo_network(), num_classes=data.num_classes).eval()
+    use_cpu_layout(net, "cpu")
+    by_size: dict[int, dict] = {}
+
+    def run_size(b: int) -> None:
+        by_size[b] = evaluate(net, data, 1, gaze_mode="argmax", batch_size=b)
+
+    times = timed({b: (lambda b=b: run_size(b)) for b in args.batch_sizes}, args.rounds)
+    first = args.batch_sizes[0]
+    for b in args.batch_sizes:
+        t, t0 = times[b], times[first]
+        print(f"| {b} | {min(t):.2f}, {statistics.median(t):.2f} | {min(t0) / min(t):.2f}x, "
+              f"{statistics.median(t0) / statistics.median(t):.2f}x |")  # fmt: skip
+    same = all(
+        a["logits"] == c["logits"] for b in args.batch_sizes for a, c in zip(by_size[first]["clips"], by_size[b]["clips"], strict=True)
+    )  # fmt: skip
+    print(f"\nlogits at every batch size {'bit-identical' if same else 'NOT bit-identical'} to those at {first}")
     if tmp is not None:
         tmp.cleanup()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,8 +13,12 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
-# Per-machine measurements (the precision probe) go to a folder of the test run, not the user's cache.
-os.environ.setdefault("GAZE_ATTENTION_CACHE", tempfile.mkdtemp(prefix="gaze-attention-cache-"))
+# Per-machine measurements (the precision probe) go to a folder of the test run, not the user's
+# cache; removed when the run ends (the commands the tests start inherit it, so not before).
+if "GAZE_ATTENTION_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="gaze-attention-cache-")
+    os.environ["GAZE_ATTENTION_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -374,6 +374,11 @@ def test_quick_demo_end_to_end(tmp_path) -> None:
     assert max(act["flip"]) > 0
     md = result.report.read_text()
     assert "| all sizes |" in md and "95 %" in md and "z_eps" in md
+    # whether the runs use their data and learn gaze: the rise with data per seed, the KL per arm
+    assert "## Do the runs learn from their data?" in md and "## Across pre-trained backbones" not in md
+    assert payload["learning"]["rise"]["none"]["n"] == len(plan.seeds)
+    kl = {(c["estimator"], c["per_class"]): c["kl_state"] for c in payload["learning"]["curves"]}
+    assert kl[("none", 4)] is None and kl[("direct", 4)] in ("converged", "still falling", "did not fall")
     with Image.open(report / "paired_differences.png") as im:
         assert im.size[0] > 300
     # a rerun finds every run done and only rewrites the report
@@ -489,14 +494,26 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     seeds = max(-(-pairs_needed(100 * float(np.std([0.1, -0.1, 0.0] * 2, ddof=1)), 3.0) // 2), pairs_needed(10.0, 6.0))
     lines = more_seeds(summary, plan, rows, "gaze-attention demo --seeds 0 1 2 --out 'my demo'")
     assert len(lines) == 3 and "direct - none" in lines[0] and "direct - gumbel_softmax" in lines[1]
-    # and always, with a pre-trained backbone: the rerun that draws another one, into another folder
+    # and always, with a pre-trained backbone: the rerun that varies it, beside this folder
     runs = len(plan_runs(plan))
     assert lines[2] == (
         "- Every interval here is conditional on this one pre-trained backbone (seed 12345): the paired "
-        "seeds vary fine-tuning, not pre-training. `gaze-attention demo --seeds 0 1 2 --pretrain-seed 1 "
-        f"--out 'my demo-backbone1'` repeats the plan on another backbone (its pre-training and {runs} runs, "
-        f"about {round(runs * 25 / 60)} minutes at this demo's pace)."
+        "seeds vary fine-tuning, not pre-training. `gaze-attention demo --seeds 0 1 2 --out 'my demo' "
+        "--backbones 5` reuses these runs, repeats the plan on 4 more backbones beside this folder (my "
+        f"demo-backbone1 to my demo-backbone4: 4 pre-trainings and {4 * runs} runs, about "
+        f"{round(4 * runs * 25 / 60)} minutes at this demo's pace) and adds the interval over the 5 "
+        "backbones to this report."
     )
+    # the pre-training's minutes count too, where its log gave them
+    timed = more_seeds(summary, plan, rows, "gaze-attention demo", pretrain_seconds=120.0)
+    assert f"about {round((4 * runs * 25 + 4 * 120) / 60)} minutes at this demo's pace" in timed[-1]
+    # a report with the section across backbones points there instead
+    from pathlib import Path
+
+    from gaze_attention.demo.report import Backbone
+
+    two = [Backbone(12345, Path("a"), summary), Backbone(1, Path("a-backbone1"), summary)]
+    assert "the section across backbones below varies it too" in more_seeds(summary, plan, rows, "gaze-attention demo", backbones=two)[-1]
     want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(seeds)))
     runs = (seeds - 3) * 2 * 2
     assert f"`{want}` reuses these runs and trains {runs} more, about {round(runs * 25 / 60)} minutes" in lines[0]
@@ -524,7 +541,8 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     # targets met (no spread): nothing to say but that the backbone is one draw (seed 1: draw 2)
     flat = [RunResult(**{**r.__dict__, "mean_class_accuracy": 0.5 if r.estimator == "direct" else 0.4}) for r in rows]
     lines = more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo")
-    assert len(lines) == 1 and "`gaze-attention demo --pretrain-seed 1 --out demo_out-backbone1`" in lines[0]
+    assert len(lines) == 1 and "`gaze-attention demo --backbones 5` reuses these runs" in lines[0]
+    assert "(demo_out-backbone1 to demo_out-backbone4:" in lines[0]
     one = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain_seed=1)
     lines = more_seeds(summarise(flat, one), one, flat, "gaze-attention demo --pretrain-seed 1 --out b1")
     assert lines == [x for x in lines if "(seed 1)" in x and "--pretrain-seed 2 --out b1-backbone2`" in x] and lines
@@ -533,3 +551,158 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     assert "`gaze-attention demo --pretrain-seed 2 --out demo_out-backbone2`" in lines[0]
     nopre = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain=False)
     assert more_seeds(summarise(flat, nopre), nopre, flat, "gaze-attention demo --no-pretrain") == []
+
+
+def test_backbone_seeds_and_their_folders() -> None:
+    from pathlib import Path
+
+    from gaze_attention.demo.plan import backbone_out, backbone_seeds
+
+    assert backbone_seeds(12345, 1) == (12345,)
+    assert backbone_seeds(12345, 3) == (12345, 1, 2)
+    assert backbone_seeds(2, 4) == (2, 1, 3, 4)  # the first is never drawn twice
+    with pytest.raises(ValueError, match="at least one backbone"):
+        backbone_seeds(1, 0)
+    assert backbone_out(Path("runs/demo_out"), 1) == Path("runs/demo_out-backbone1")
+    # from a folder already named for a backbone: its sibling, not a name that grows
+    assert backbone_out("runs/x-backbone1", 2) == Path("runs/x-backbone2")
+
+
+def _history(kl: list[float], ce: list[float]) -> list[dict]:
+    return [{"iteration": 10 * (i + 1), "ce": c, "kl": k} for i, (k, c) in enumerate(zip(kl, ce))]
+
+
+def test_the_report_says_whether_runs_learn_from_their_data() -> None:
+    from gaze_attention.demo.report import learning, learning_section
+
+    plan = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2))
+    rows = []
+    for s, gain in zip(plan.seeds, (0.02, 0.04, 0.06)):  # `none` gains 4 points on average: misses 5
+        for n, kl in ((4, [2.6, 1.6, 1.55]), (30, [2.6, 2.2, 1.9])):
+            up = gain if n == 30 else 0.0
+            rows.append(RunResult(**{**_row("none", n, s, 0.5 + up).__dict__, "history": _history([0.0] * 3, [2.0, 1.5, 1.0])}))
+            rows.append(RunResult(**{**_row("direct", n, s, 0.6 + up).__dict__, "history": _history(kl, [2.0, 1.4, 1.0])}))
+    learn = learning(rows, plan)
+    assert learn["rise"]["none"].mean == pytest.approx(0.04) and learn["rise"]["none"].n == 3
+    assert learn["rise"]["none"].diffs == pytest.approx((0.02, 0.04, 0.06))
+    states = {(c["estimator"], c["per_class"]): c["kl_state"] for c in learn["curves"]}
+    # at 4: the last window moved the KL by 0.05 of a 1.05 fall (under 10 %); at 30 by 0.3 of 0.7
+    assert states == {("none", 4): None, ("none", 30): None, ("direct", 4): "converged", ("direct", 30): "still falling"}
+    flat = [RunResult(**{**r.__dict__, "history": _history([2.6, 2.7, 2.8], [2.0, 1.5, 1.0])}) for r in rows]
+    assert {c["kl_state"] for c in learning(flat, plan)["curves"] if c["estimator"] == "direct"} == {"did not fall"}
+    md = "\n".join(learning_section(learn, plan))
+    assert "- none: +4.0 [" in md and "misses +5" in md
+    assert "| direct | 30 | 2.00 → 1.00 | 2.60 → 1.90 | -0.30 | still falling |" in md
+    more = [RunResult(**{**r.__dict__, "mean_class_accuracy": r.mean_class_accuracy + (0.03 if r.per_class == 30 else 0)}) for r in rows]
+    assert "meets +5" in "\n".join(learning_section(learning(more, plan), plan))
+
+
+def test_the_interval_over_backbones_is_over_their_means() -> None:
+    from pathlib import Path
+
+    from gaze_attention.demo.report import Backbone, across_backbones, across_section
+
+    plan = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2))
+    effects = {12345: 0.05, 1: -0.04, 2: 0.02}  # each backbone's own gaze effect
+    backbones = []
+    for seed, effect in effects.items():
+        rows = []
+        for n in plan.sizes:
+            for s, wiggle in zip(plan.seeds, (-0.02, 0.0, 0.02)):
+                rows += [_row("none", n, s, 0.5), _row("direct", n, s, 0.5 + effect + wiggle)]
+        backbones.append(Backbone(seed, Path("/x/demo") if seed == 12345 else Path(f"/x/demo-backbone{seed}"),
+                                  summarise(rows, plan)))  # fmt: skip
+    across = across_backbones(backbones)
+    over, pooled = across["direct - none"]["pooled"]["over"], across["direct - none"]["pooled"]["all_pairs"]
+    means = [0.05, -0.04, 0.02]
+    assert over.n == 3 and over.diffs == pytest.approx(tuple(means))
+    assert over.half_width == pytest.approx(t975(2) * np.std(means, ddof=1) / math.sqrt(3))
+    # all pairs: 18 of them, as if independent, so a narrower interval than the backbones give
+    assert pooled.n == 18 and pooled.mean == pytest.approx(over.mean) and pooled.half_width < over.half_width
+    assert across["direct - none"]["4"]["over"].n == 3
+    md = "\n".join(across_section(backbones, across, Path("/x/demo/report")))
+    assert "12345 (this report), [1](../../demo-backbone1/report/README.md)" in md
+    assert "| direct - none | all sizes | +5.0 | -4.0 | +2.0 | +1.0 [" in md
+    assert "no detectable difference over backbones" in md and "(3 backbones; the interval of 2 of them alone is above 0, of 1 below)" in md
+    need = pairs_needed(100 * float(np.std(means, ddof=1)), 3.0)
+    assert f"so ±3 needs {need} backbones (have 3)" in md
+
+
+def test_backbones_option_runs_the_plan_beside_the_folder(tmp_path) -> None:
+    """--backbones K: the plan on K backbones, each beside --out with its own report and command,
+    and --out's report written last with all of them (the training itself stubbed out)."""
+    from unittest import mock
+
+    import gaze_attention.demo as demo
+    from gaze_attention.cli import main as cli_main
+
+    seen = {}
+
+    def fake(out, quick=False, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    with mock.patch("gaze_attention.demo.run_demo", side_effect=fake):
+        cli_main(["demo", "--out", str(tmp_path), "--backbones", "3"])
+        assert seen["backbones"] == 3
+        seen.clear()
+        assert cli_main(["demo", "--out", str(tmp_path), "--backbones", "3", "--no-pretrain"]) == 2
+        assert not seen  # refused before anything runs
+    with pytest.raises(ValueError, match="--no-pretrain"):
+        run_demo(tmp_path / "d", plan=DemoPlan(pretrain=False), progress=False, backbones=2)
+
+    trained, reports = [], []
+
+    def fake_run_one(spec, plan, data, runs_dir, base):  # type: ignore[no-untyped-def]
+        trained.append((plan.pretrain_seed, runs_dir.parent.name, base))
+        return _row(spec.estimator, spec.per_class, spec.seed, 0.5 + (0.01 * plan.pretrain_seed if spec.estimator == "direct" else 0))
+
+    def fake_report(results, plan, out, data, command, seconds, machine=None, backbones=None):  # type: ignore[no-untyped-def]
+        reports.append((out.name, plan.pretrain_seed, command, [b.seed for b in backbones or []]))
+        return out / "report" / "README.md"
+
+    plan = DemoPlan(sizes=(4, 30), seeds=(0, 1))
+    with (
+        mock.patch.object(demo, "prepare_data", side_effect=lambda plan, out, log: (out / "prepared", out / "pre")),
+        mock.patch.object(demo, "pretrain", side_effect=lambda plan, pre, out, log: out / f"base{plan.pretrain_seed}.pt"),
+        mock.patch.object(demo, "run_one", side_effect=fake_run_one),
+        mock.patch.object(demo, "choose_threads"),
+        mock.patch.object(demo, "machine_facts", return_value={}),
+        mock.patch.object(demo, "write_report", side_effect=fake_report),
+        mock.patch("gaze_attention.data.memory.MemoryData"),
+    ):
+        result = run_demo(tmp_path / "demo_out", plan=plan, progress=False, backbones=3,
+                          command=f"gaze-attention demo --backbones 3 --out {tmp_path / 'demo_out'}")  # fmt: skip
+    per = len(plan_runs(plan))
+    assert [t[:2] for t in trained] == [(12345, "demo_out")] * per + [(1, "demo_out-backbone1")] * per + [
+        (2, "demo_out-backbone2")
+    ] * per
+    assert {t[2].name for t in trained if t[0] == 2} == {"base2.pt"}  # each from its own backbone
+    sib = tmp_path / "demo_out-backbone1"
+    assert reports == [
+        ("demo_out", 12345, f"gaze-attention demo --backbones 3 --out {tmp_path / 'demo_out'}", []),
+        ("demo_out-backbone1", 1, f"gaze-attention demo --pretrain-seed 1 --out {sib}", []),
+        ("demo_out-backbone2", 2, f"gaze-attention demo --pretrain-seed 2 --out {tmp_path / 'demo_out-backbone2'}", []),
+        ("demo_out", 12345, f"gaze-attention demo --backbones 3 --out {tmp_path / 'demo_out'}", [12345, 1, 2]),
+    ]
+    assert [b.seed for b in result.backbones] == [12345, 1, 2]
+    assert result.backbones[2].summary.paired["direct - none"]["pooled"].mean == pytest.approx(0.02)
+
+
+def test_backbones_refuses_a_folder_beside_out_that_holds_another_backbone(tmp_path) -> None:
+    from unittest import mock
+
+    import gaze_attention.demo as demo
+
+    _finished_pretraining(tmp_path / "demo_out", DemoPlan())
+    _finished_pretraining(tmp_path / "demo_out-backbone1", DemoPlan(pretrain_seed=3))  # made by hand, seed 3
+    with (
+        mock.patch.object(demo, "prepare_data", side_effect=lambda plan, out, log: (out / "prepared", out / "pre")),
+        mock.patch.object(demo, "run_one", side_effect=lambda spec, *a: _row(spec.estimator, spec.per_class, spec.seed, 0.5)),
+        mock.patch.object(demo, "choose_threads"),
+        mock.patch.object(demo, "machine_facts", return_value={}),
+        mock.patch.object(demo, "write_report", side_effect=lambda results, plan, out, *a, **k: out / "report" / "README.md"),
+        mock.patch("gaze_attention.data.memory.MemoryData"),
+        pytest.raises(ValueError, match=r"demo_out-backbone1/pretrain/run holds a finished run trained with other settings \(run.seed: 3, now 1\)"),
+    ):
+        run_demo(tmp_path / "demo_out", plan=DemoPlan(seeds=(0,)), progress=False, backbones=2)

@@ -12,6 +12,8 @@ gradient bias against exact enumeration, and a Grad-CAM++ figure. No download, n
 shows"). An interrupted demo rerun with the same --out continues where it stopped; more --seeds
 add pairs to a finished one (each run's report says how many pairs its targets need), while a
 finished run trained with other --iters, --lr or --no-pretrain is refused, never reused.
+Every interval is conditional on the one pre-trained backbone; --backbones K repeats the plan on
+K of them (beside DIR) and gives the interval over backbones in DIR's report.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gaze_attention.commands._args import add_deprecated_alias, add_progress_arg
 EXAMPLES = """examples:
   gaze-attention demo                             # the full ablation (32 fine-tuning runs)
   gaze-attention demo --quick --out demo_quick    # 2 seeds, 2 sizes, 16 iterations: a check that it runs
-  gaze-attention demo --pretrain-seed 1 --out demo_out-backbone1   # the same plan on another pre-trained backbone
+  gaze-attention demo --backbones 5               # the same plan on 5 pre-trained backbones: an interval over them
 """
 
 
@@ -60,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed of the backbone's pre-training (default: 12345). Every interval is conditional on "
         "that backbone; another seed, into another --out, repeats the demo on another one",
     )  # fmt: skip
+    parser.add_argument(
+        "--backbones", type=positive_int, default=1, metavar="K",
+        help="repeat the plan on K pre-trained backbones (the first --pretrain-seed's, then seeds 1, 2, ...), "
+        "each in its own folder beside --out (DIR-backbone1, ...) with its own report, and add to DIR's "
+        "report the interval over the K backbones, which covers the pre-training too (default: 1; "
+        "finished runs and backbones are reused)",
+    )  # fmt: skip
     parser.add_argument("--no-figure", action="store_true", help="skip the Grad-CAM++ figure")
     add_progress_argument(parser)
     add_deprecated_alias(parser, "--quiet", "--no-progress", "no_progress", const=True)
@@ -83,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         if args.no_pretrain:
             return error("--pretrain-seed seeds the backbone's pre-training, which --no-pretrain leaves out: give one of them")
         overrides["pretrain_seed"] = args.pretrain_seed
+    if args.backbones > 1:
+        if args.no_pretrain:
+            return error("--backbones repeats the plan on other pre-trained backbones, which --no-pretrain leaves out")
+        overrides["backbones"] = args.backbones
     if args.iters:
         overrides["iters"] = args.iters
     if args.lr:

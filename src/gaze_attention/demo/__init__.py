@@ -28,10 +28,20 @@ from gaze_attention.demo.plan import (
     ESTIMATOR_ORDER,
     DemoPlan,
     RunSpec,
+    backbone_out,
+    backbone_seeds,
     plan_runs,
     pretrain_pairs,
 )
-from gaze_attention.demo.report import Summary, summarise, verdict, write_report
+from gaze_attention.demo.report import (
+    Backbone,
+    Summary,
+    summarise,
+    verdict,
+    with_option,
+    without_option,
+    write_report,
+)
 from gaze_attention.demo.runs import RunResult, choose_threads, prepare_data, pretrain, run_one
 from gaze_attention.demo.statistics import Interval, Spread, paired_interval, spread, t975
 
@@ -42,6 +52,7 @@ class DemoResult:
     report: Path
     runs: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    backbones: list[Backbone] = field(default_factory=list)  # with --backbones: every one, this first
 
 
 def machine_facts() -> dict[str, Any]:
@@ -68,21 +79,34 @@ def run_demo(
     plan: DemoPlan | None = None,
     progress: bool = True,
     command: str = "gaze-attention demo",
+    backbones: int = 1,
+    label: str = "",
     **overrides: Any,
 ) -> DemoResult:
-    """Run the whole demo; returns where the report is."""
+    """Run the whole demo; returns where the report is.
+
+    backbones > 1: then the same plan on `backbones - 1` more pre-trained backbones (seeds from
+    `plan.backbone_seeds`: 1, 2, ...), each in its own folder beside `out_dir`
+    (`plan.backbone_out`: OUT-backbone1, ...) with its own report; this folder's report then
+    gains the interval over all of them. `label` tags the progress lines.
+    """
     from gaze_attention.data.memory import MemoryData
 
     plan = plan or (DemoPlan.quick() if quick else DemoPlan())
     if overrides:
         plan = replace(plan, **overrides)
+    if backbones > 1 and not plan.pretrain:
+        raise ValueError("--backbones repeats the plan on other pre-trained backbones, which --no-pretrain leaves out")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    seeds = backbone_seeds(plan.pretrain_seed, backbones)
+    if backbones > 1:
+        label = f" · backbone 1/{backbones}, seed {plan.pretrain_seed}"
 
     def log(msg: str) -> None:
         if progress:
-            print(f"[demo {(time.perf_counter() - t0) / 60:4.1f} min] {msg}", flush=True)
+            print(f"[demo {(time.perf_counter() - t0) / 60:4.1f} min{label}] {msg}", flush=True)
 
     prepared, pre = prepare_data(plan, out, log)
     if pre is not None:
@@ -107,15 +131,36 @@ def run_demo(
         log(
             f"run {k}/{len(runs)} {spec.name}: mean class accuracy {100 * r.mean_class_accuracy:.1f} % "
             f"({time.perf_counter() - t:.0f} s); ETA {_eta(took, len(runs) - k)}"
+            + (f" for this backbone, then {len(seeds) - 1} more" if len(seeds) > 1 else "")
         )
     log("report")
     report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts())
+    done = [Backbone(plan.pretrain_seed, out, summarise(results, plan))]
+    if len(seeds) > 1:
+        log(f"report of this backbone: {report}")
+        spent = [time.perf_counter() - t0]
+        for i, seed in enumerate(seeds[1:], 2):
+            sib = backbone_out(out, seed)
+            sib_command = with_option(with_option(" ".join(without_option(command, "--backbones")), "--pretrain-seed",
+                                                  [str(seed)]), "--out", [str(sib)])  # fmt: skip
+            left = len(seeds) - i + 1
+            log(f"backbone {i}/{len(seeds)} (pre-training seed {seed}) into {sib}; about "
+                f"{sum(spent) / len(spent) * left / 60:.0f} min left for {left} backbone{'s' if left > 1 else ''}")  # fmt: skip
+            t = time.perf_counter()
+            got = run_demo(sib, plan=replace(plan, pretrain_seed=seed), progress=progress, command=sib_command,
+                           label=f" · backbone {i}/{len(seeds)}, seed {seed}")  # fmt: skip
+            if time.perf_counter() - t > 60:  # a backbone done before is not a measure
+                spent.append(time.perf_counter() - t)
+            done.append(Backbone(seed, sib, summarise(got.runs, replace(plan, pretrain_seed=seed))))
+        log("report across backbones")
+        report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts(), done)
     log(f"done in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
-    return DemoResult(out, report, results, time.perf_counter() - t0)
+    return DemoResult(out, report, results, time.perf_counter() - t0, done)
 
 
 __all__ = [
     "COMPARISONS",
+    "Backbone",
     "ESTIMATOR_ORDER",
     "DemoPlan",
     "DemoResult",

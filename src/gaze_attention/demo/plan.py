@@ -7,7 +7,9 @@ what `train --preset tiny-finetune` does); the plan chooses sizes, arms, seeds a
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ESTIMATOR_ORDER = ("none", "gumbel_softmax", "straight_through", "direct")
@@ -18,6 +20,15 @@ GUMBEL_SEEDS_SUGGESTED = 6
 # Targets of the demo's power: 95 % half-widths in points of mean class accuracy.
 POOLED_HALF_WIDTH = 3.0
 SIZE_HALF_WIDTH = 6.0
+# The least `none` should gain from the smallest to the largest training set, in points: runs
+# that cannot use more data cannot say how gaze's effect changes with it.
+RISE_TARGET = 5.0
+# The KL to recorded gaze counts as converged when its last logged window moved it by less than
+# this share of its fall since the first window.
+KL_FLAT_SHARE = 0.1
+# Backbones the report suggests for an interval over pre-training: the five of 2026-12-02 had
+# per-backbone means of direct - none with std 2.3 points, and +-3 over backbones needs 5 at that.
+BACKBONES_SUGGESTED = 5
 
 
 @functools.cache
@@ -169,6 +180,27 @@ def plan_runs(plan: DemoPlan) -> list[RunSpec]:
         if s in extra:
             runs += [RunSpec(e, s, plan.max_size) for e in plan.largest_only]
     return runs
+
+
+def backbone_seeds(first: int, count: int) -> tuple[int, ...]:
+    """The pre-training seeds of `count` backbones: `first`, then 1, 2, ... without `first`."""
+    if count < 1:
+        raise ValueError(f"need at least one backbone, got {count}")
+    seeds = [first]
+    k = 1
+    while len(seeds) < count:
+        if k != first:
+            seeds.append(k)
+        k += 1
+    return tuple(seeds)
+
+
+def backbone_out(out: str | Path, seed: int) -> Path:
+    """The folder of the plan on backbone `seed` beside the demo folder `out` (`OUT-backboneSEED`;
+    from a folder already so named, its sibling rather than a name that grows)."""
+    out = Path(out)
+    stem = re.sub(r"-backbone\d+$", "", out.name)
+    return out.with_name(f"{stem}-backbone{seed}")
 
 
 def pretrain_pairs(classes: int) -> list[tuple[int, int]]:

@@ -6,8 +6,8 @@ written here, so that the report says what ran.
 
 from __future__ import annotations
 
+import json
 import math
-import re
 import shlex
 import time
 from dataclasses import asdict, dataclass
@@ -19,13 +19,18 @@ import numpy as np
 from gaze_attention import fsio
 from gaze_attention.constants import OPTIMIZER_LABELS
 from gaze_attention.demo.plan import (
+    BACKBONES_SUGGESTED,
     COMPARISONS,
     ESTIMATOR_ORDER,
     GUMBEL_ARM,
     GUMBEL_SEEDS_SUGGESTED,
+    KL_FLAT_SHARE,
     POOLED_HALF_WIDTH,
+    RISE_TARGET,
     SIZE_HALF_WIDTH,
     DemoPlan,
+    backbone_out,
+    backbone_seeds,
     finetune_preset,
     plan_runs,
     pretrain_pairs,
@@ -138,12 +143,17 @@ def _pct(stat: Spread) -> str:
     return f"{100 * stat.mean:.1f} ± {100 * stat.std:.1f}"
 
 
+def _points(x: float) -> str:
+    """A difference of fractions in signed points, one decimal; a rounded zero is +0.0, never -0.0."""
+    return f"{round(100 * x, 1) + 0.0:+.1f}"
+
+
 def _ci(stat: Interval) -> str:
     if stat.n == 0:
         return "–"
     if stat.n == 1 or math.isnan(stat.low):
-        return f"{100 * stat.mean:+.1f} (one pair)"
-    return f"{100 * stat.mean:+.1f} [{100 * stat.low:+.1f}, {100 * stat.high:+.1f}]"
+        return f"{_points(stat.mean)} (one pair)"
+    return f"{_points(stat.mean)} [{_points(stat.low)}, {_points(stat.high)}]"
 
 
 def markdown_table(summary: Summary) -> str:
@@ -225,8 +235,14 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
     return out
 
 
-def _with_option(command: str, flag: str, values: list[str]) -> str:
-    """`command` with `flag` and its values (the words up to the next option) replaced."""
+def _option_value(command: str, flag: str) -> str | None:
+    """The value given to `flag` in `command`, or None."""
+    words = shlex.split(command)
+    return words[words.index(flag) + 1] if flag in words[:-1] else None
+
+
+def without_option(command: str, flag: str) -> list[str]:
+    """The words of `command` without `flag` and its values (the words up to the next option)."""
     kept, skip = [], False
     for w in shlex.split(command):
         if w == flag:
@@ -236,24 +252,32 @@ def _with_option(command: str, flag: str, values: list[str]) -> str:
             continue
         skip = False
         kept.append(w)
-    return " ".join(shlex.quote(w) for w in [*kept, flag, *values])
+    return kept
 
 
-def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], command: str) -> list[str]:
+def with_option(command: str, flag: str, values: list[str]) -> str:
+    """`command` with `flag` and its values replaced (put at the end)."""
+    return " ".join(shlex.quote(w) for w in [*without_option(command, flag), flag, *values])
+
+
+def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], command: str,
+               pretrain_seconds: float | None = None, backbones: list[Backbone] | None = None) -> list[str]:  # fmt: skip
     """The reruns that would bring each comparison to its target widths at the differences'
     std measured so far: `command` with more --seeds (or, for the largest-size-only arm, more
     --gumbel-seeds), the finished runs reused; how many runs each adds and about how long they
-    take at this demo's pace. Empty where the targets are met or no std can be measured."""
+    take at this demo's pace; and, with a pre-trained backbone, the rerun that varies it (with
+    `--backbones`, or another `--pretrain-seed` from a folder that is already another backbone's).
+    Empty where the targets are met or no std can be measured."""
     if "--quick" in shlex.split(command):
         return []  # a check that it runs, without power by design: its rerun is the full demo
     out = []
     sizes = sorted(plan.sizes)
     took = [r.train_seconds + r.eval_seconds for r in results if r.train_seconds]
 
-    def pace(runs: int) -> str:
+    def pace(runs: int, extra_s: float = 0.0) -> str:
         if not took:
             return ""
-        minutes = round(runs * float(np.mean(took)) / 60)
+        minutes = round((runs * float(np.mean(took)) + extra_s) / 60)
         span = "under a minute" if minutes < 1 else f"about {minutes} minute{'s' if minutes > 1 else ''}"
         return f", {span} at this demo's pace"
 
@@ -279,7 +303,7 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
             if need <= len(plan.seeds):
                 continue
             runs = (need - len(plan.seeds)) * len(sizes) * len(plan.arms)
-            rerun = _with_option(command, "--seeds", [str(x) for x in extended(need)])
+            rerun = with_option(command, "--seeds", [str(x) for x in extended(need)])
             what = f"±{POOLED_HALF_WIDTH:g} over all sizes and ±{SIZE_HALF_WIDTH:g} at each"
         elif b in plan.largest_only and str(plan.max_size) in rows:
             need = pairs_needed(sd[str(plan.max_size)], SIZE_HALF_WIDTH)  # seeds with b
@@ -288,8 +312,8 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
                 continue
             total = max(need, len(plan.seeds))
             runs = (need - have) * len(plan.largest_only) + (total - len(plan.seeds)) * len(sizes) * len(plan.arms)
-            rerun = _with_option(command, "--seeds", [str(x) for x in extended(total)])
-            rerun = _with_option(rerun, "--gumbel-seeds", [str(need)])
+            rerun = with_option(command, "--seeds", [str(x) for x in extended(total)])
+            rerun = with_option(rerun, "--gumbel-seeds", [str(need)])
             what = f"±{SIZE_HALF_WIDTH:g} at {plan.max_size} clips per class"
         else:
             continue
@@ -301,9 +325,9 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
         # Not run by default (it does not fit in the demo's 15 minutes beside direct - none).
         seeds = extended(GUMBEL_SEEDS_SUGGESTED)
         runs = GUMBEL_SEEDS_SUGGESTED + (len(seeds) - len(plan.seeds)) * len(sizes) * len(plan.arms)
-        rerun = _with_option(command, "--gumbel-seeds", [str(GUMBEL_SEEDS_SUGGESTED)])
+        rerun = with_option(command, "--gumbel-seeds", [str(GUMBEL_SEEDS_SUGGESTED)])
         if len(seeds) > len(plan.seeds):
-            rerun = _with_option(rerun, "--seeds", [str(x) for x in seeds])
+            rerun = with_option(rerun, "--seeds", [str(x) for x in seeds])
         out.append(
             f"- direct - {GUMBEL_ARM} (the estimator of Li et al., ECCV 2018) was not run: `{rerun}` "
             f"reuses these runs and trains {GUMBEL_ARM} at {plan.max_size} clips per class on the first "
@@ -312,18 +336,202 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
     if plan.pretrain:
         # The seeds vary fine-tuning only; another backbone moved the gaze effect by more than
         # they do (docs/recipes.md), so the report says so and names the rerun that varies it.
-        other = 1 if plan.pretrain_seed == DemoPlan.pretrain_seed else plan.pretrain_seed + 1
-        words = shlex.split(command)
-        where = words[words.index("--out") + 1] if "--out" in words[:-1] else "demo_out"
-        where = re.sub(r"-backbone\d+$", "", where)  # a folder this line named: its sibling, not its child
-        rerun = _with_option(_with_option(command, "--pretrain-seed", [str(other)]), "--out", [f"{where}-backbone{other}"])
         runs = len(plan_runs(plan))
-        out.append(
-            f"- Every interval here is conditional on this one pre-trained backbone (seed "
-            f"{plan.pretrain_seed}): the paired seeds vary fine-tuning, not pre-training. `{rerun}` "
-            f"repeats the plan on another backbone (its pre-training and {runs} runs{pace(runs)})."
-        )
+        if backbones is not None and len(backbones) > 1:
+            out.append(
+                f"- Every interval in the table above is conditional on this one pre-trained backbone (seed "
+                f"{plan.pretrain_seed}): the paired seeds vary fine-tuning, not pre-training; the section "
+                f"across backbones below varies it too."
+            )
+        elif plan.pretrain_seed == DemoPlan.pretrain_seed:
+            more = BACKBONES_SUGGESTED - 1
+            rerun = with_option(command, "--backbones", [str(BACKBONES_SUGGESTED)])
+            where = _option_value(command, "--out") or "demo_out"
+            sibs = [backbone_out(where, x).name for x in backbone_seeds(plan.pretrain_seed, BACKBONES_SUGGESTED)[1:]]
+            extra = more * (pretrain_seconds or 0.0)
+            out.append(
+                f"- Every interval here is conditional on this one pre-trained backbone (seed "
+                f"{plan.pretrain_seed}): the paired seeds vary fine-tuning, not pre-training. `{rerun}` reuses "
+                f"these runs, repeats the plan on {more} more backbones beside this folder ({sibs[0]} to "
+                f"{sibs[-1]}: {more} pre-trainings and {more * runs} runs{pace(more * runs, extra)}) and adds "
+                f"the interval over the {BACKBONES_SUGGESTED} backbones to this report."
+            )
+        else:
+            other = plan.pretrain_seed + 1
+            where = _option_value(command, "--out") or "demo_out"
+            rerun = with_option(with_option(command, "--pretrain-seed", [str(other)]), "--out", [str(backbone_out(where, other))])
+            out.append(
+                f"- Every interval here is conditional on this one pre-trained backbone (seed "
+                f"{plan.pretrain_seed}): the paired seeds vary fine-tuning, not pre-training. `{rerun}` "
+                f"repeats the plan on another backbone (its pre-training and {runs} runs{pace(runs, pretrain_seconds or 0.0)})."
+            )
     return out
+
+
+def learning(results: list[RunResult], plan: DemoPlan) -> dict[str, Any]:
+    """Whether the runs use their data and their gaze: per arm, mean class accuracy at the
+    largest size minus the smallest, seed by seed (`rise`: Interval); per arm and size, the
+    training CE and KL to recorded gaze in the first and last logged windows (mean over seeds)
+    and whether the KL settled (`kl_state`: "converged", "still falling" or "did not fall";
+    None for an arm without gaze)."""
+    by = {(r.estimator, r.per_class, r.seed): r for r in results}
+    sizes = sorted(plan.sizes)
+    rise: dict[str, Interval] = {}
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        for e in plan.arms:
+            diffs = [
+                by[(e, hi, s)].mean_class_accuracy - by[(e, lo, s)].mean_class_accuracy
+                for s in plan.seeds if (e, hi, s) in by and (e, lo, s) in by
+            ]  # fmt: skip
+            if diffs:
+                rise[e] = paired_interval(diffs)
+    curves: list[dict[str, Any]] = []
+    for e in plan.all_arms():
+        for n in sizes:
+            ce, kl = _curve(results, e, n, "ce"), _curve(results, e, n, "kl")
+            if ce is None or len(ce[0]) < 2:
+                continue
+            row: dict[str, Any] = {
+                "estimator": e, "per_class": n, "iteration": list(ce[0]),
+                "ce": [float(x) for x in ce[1]], "kl": None, "kl_state": None,
+            }  # fmt: skip
+            if e != "none" and kl is not None:
+                k = [float(x) for x in kl[1]]
+                fall, last = k[0] - k[-1], k[-2] - k[-1]
+                state = "did not fall" if not fall > 0 else "converged" if abs(last) < KL_FLAT_SHARE * fall else "still falling"
+                row.update(kl=k, kl_state=state)
+            curves.append(row)
+    return {"rise": rise, "curves": curves}
+
+
+def learning_section(learn: dict[str, Any], plan: DemoPlan) -> list[str]:
+    sizes = sorted(plan.sizes)
+    out = ["## Do the runs learn from their data?", ""]
+    if learn["rise"]:
+        out += [
+            f"Mean class accuracy at {sizes[-1]} clips per class minus at {sizes[0]}, seed by seed, points "
+            f"(the design's target: `none` at least +{RISE_TARGET:g}, so that a run can use more data):",
+            "",
+        ]
+        for e, iv in learn["rise"].items():
+            judged = ""
+            if e == "none" and iv.n > 0:
+                judged = f": {'meets' if 100 * iv.mean >= RISE_TARGET else 'misses'} +{RISE_TARGET:g}"
+            out.append(f"- {e}: {_ci(iv)} over {iv.n} seed{'s' if iv.n != 1 else ''}{judged}.")
+        out.append("")
+    if learn["curves"]:
+        its = learn["curves"][0]["iteration"]
+        out += [
+            "Training cross-entropy and KL to recorded gaze in the first and last logged windows "
+            f"(iterations up to {its[0]}, and {its[-2] + 1}–{its[-1]}), mean over seeds. The KL counts as "
+            f"converged when its last window moved it by less than {100 * KL_FLAT_SHARE:.0f} % of its fall "
+            "since the first.",
+            "",
+            "| arm | clips/class | training CE, first → last | KL, first → last | KL, last window's change | KL |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in learn["curves"]:
+            ce, kl = row["ce"], row["kl"]
+            kl_text = f"{kl[0]:.2f} → {kl[-1]:.2f}" if kl else "–"
+            change = f"{kl[-1] - kl[-2]:+.2f}" if kl else "–"
+            out.append(
+                f"| {row['estimator']} | {row['per_class']} | {ce[0]:.2f} → {ce[-1]:.2f} | {kl_text} | {change} | "
+                f"{row['kl_state'] or '–'} |"
+            )
+        out.append("")
+    return out
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """The plan's result on one pre-trained backbone: its seed, its demo folder, its summary."""
+
+    seed: int
+    out: Path
+    summary: Summary
+
+
+def across_backbones(backbones: list[Backbone]) -> dict[str, dict[str, dict[str, Interval]]]:
+    """Per comparison and size (and "pooled"): `over` the t-interval over the backbones' mean
+    paired differences (one value per backbone with a pair there; df = backbones - 1), and
+    `all_pairs` every backbone's pairs pooled as if independent (they are not: pairs on one
+    backbone share it, so that interval is too narrow wherever backbones differ)."""
+    out: dict[str, dict[str, dict[str, Interval]]] = {}
+    for comp in dict.fromkeys(c for b in backbones for c in b.summary.paired):
+        keys = dict.fromkeys(k for b in backbones for k in b.summary.paired.get(comp, {}))
+        for k in keys:
+            got = [b.summary.paired[comp][k] for b in backbones if b.summary.paired.get(comp, {}).get(k, None)]
+            got = [iv for iv in got if iv.n > 0]
+            if got:
+                out.setdefault(comp, {})[k] = {
+                    "over": paired_interval([iv.mean for iv in got]),
+                    "all_pairs": paired_interval([d for iv in got for d in iv.diffs]),
+                }
+    return out
+
+
+def across_section(backbones: list[Backbone], across: dict[str, dict[str, dict[str, Interval]]], report: Path
+                   ) -> list[str]:  # fmt: skip
+    """The report's section on the plan repeated over pre-trained backbones."""
+    import os
+
+    k = len(backbones)
+    links = ", ".join(
+        f"{b.seed} (this report)" if b.out / "report" == report
+        else f"[{b.seed}]({Path(os.path.relpath(b.out / 'report' / 'README.md', report)).as_posix()})"
+        for b in backbones
+    )  # fmt: skip
+    heads = " | ".join(f"backbone {b.seed}" for b in backbones)
+    out = [
+        "## Across pre-trained backbones",
+        "",
+        f"The same plan on {k} backbones, each pre-trained with its own seed and fine-tuned with the "
+        f"same paired seeds, each in its own folder with its own report (pre-training seeds {links}). "
+        "Per backbone, the mean of its paired differences in points; over backbones, the mean of "
+        f"those {k} means with its 95 % t-interval ({k - 1} degree{'s' if k > 2 else ''} of freedom), which covers drawing "
+        "the backbone as well as the fine-tuning seeds. All pairs pools every backbone's pairs as "
+        "if independent, which they are not: its interval is too narrow wherever backbones differ.",
+        "",
+        f"| comparison | clips/class | {heads} | over backbones, 95 % CI | half-width (target) | all pairs, 95 % CI |",
+        "|---|---|" + "---|" * k + "---|---|---|",
+    ]
+    verdicts, powers = [], []
+    for comp, rows in across.items():
+        for key, ivs in rows.items():
+            over, pooled = ivs["over"], ivs["all_pairs"]
+            cells = []
+            for b in backbones:
+                iv = b.summary.paired.get(comp, {}).get(key)
+                cells.append(_points(iv.mean) if iv is not None and iv.n > 0 else "–")
+            target = POOLED_HALF_WIDTH if key == "pooled" else SIZE_HALF_WIDTH
+            half = f"{100 * over.half_width:.1f} (±{target:g})" if over.n > 1 else "–"
+            where = "all sizes" if key == "pooled" else key
+            out.append(f"| {comp} | {where} | {' | '.join(cells)} | {_ci(over)} | {half} | {_ci(pooled)} |")
+            if over.n < 2:
+                continue
+            span = "over all sizes" if key == "pooled" else f"at {key} clips per class"
+            if over.low > 0:
+                word = "better on average over backbones: the interval excludes 0"
+            elif over.high < 0:
+                word = "worse on average over backbones: the interval excludes 0"
+            else:
+                word = "no detectable difference over backbones: the interval includes 0"
+            own = [b.summary.paired.get(comp, {}).get(key) for b in backbones]
+            better = sum(1 for iv in own if iv is not None and iv.n > 1 and iv.low > 0)
+            worse = sum(1 for iv in own if iv is not None and iv.n > 1 and iv.high < 0)
+            verdicts.append(
+                f"- {comp} {span}: {_points(over.mean)} points, {word} ({over.n} backbones; the interval "
+                f"of {better} of them alone is above 0, of {worse} below)."
+            )
+            need = pairs_needed(100 * over.sd, target)
+            ok = 100 * over.half_width <= target
+            powers.append(
+                f"- {comp}, {'all sizes' if key == 'pooled' else key + ' clips/class'}: half-width over backbones "
+                f"{100 * over.half_width:.1f} points ({'meets' if ok else 'misses'} ±{target:g}); the backbones' "
+                f"means have std {100 * over.sd:.1f} points, so ±{target:g} needs {need} backbones (have {over.n})."
+            )
+    return [*out, "", *verdicts, "", "Power over backbones:", "", *powers, ""]
 
 
 def activity(results: list[RunResult]) -> dict[str, Any]:
@@ -537,8 +745,10 @@ def _schedule_text(plan: DemoPlan) -> str:
 
 def write_report(
     results: list[RunResult], plan: DemoPlan, out: Path, data: Any, command: str, seconds: float,
-    machine: dict[str, Any] | None = None,
+    machine: dict[str, Any] | None = None, backbones: list[Backbone] | None = None,
 ) -> Path:  # fmt: skip
+    """OUT/report: README.md, results.json and the figures. `backbones`: this plan's result on
+    every backbone of a `--backbones` run, this one first (adds the section across them)."""
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     summary = summarise(results, plan)
@@ -547,7 +757,15 @@ def write_report(
     bias_md, bias = bias_section(plan)
     figure = gradcam_figure(results, data, plan, report) if plan.figure else None
     act = activity(results)
+    learn = learning(results, plan)
     pre = out / "pretrain" / "pretrain.json"
+    pre_seconds = None
+    if pre.is_file():
+        try:
+            pre_seconds = float(json.loads(pre.read_text()).get("seconds") or 0.0) or None
+        except (OSError, ValueError, AttributeError):
+            pre_seconds = None  # a damaged log only loses the estimate
+    across = across_backbones(backbones) if backbones and len(backbones) > 1 else {}
     payload = {
         "command": command,
         "date": time.strftime("%Y-%m-%d"),
@@ -562,12 +780,28 @@ def write_report(
             for c, rows in noise.items()
         },
         "direct_activity": act,
+        "learning": {
+            "rise": {e: iv.to_dict() for e, iv in learn["rise"].items()},
+            "curves": learn["curves"],
+        },
+        "across_backbones": {
+            "backbones": [{"seed": b.seed, "out": str(b.out)} for b in backbones or []] if across else [],
+            "paired": {
+                c: {k: {name: iv.to_dict() for name, iv in ivs.items()} for k, ivs in rows.items()}
+                for c, rows in across.items()
+            },
+        },
         "bias": bias,
         "runs": [r.to_dict(history=False, clips=False) for r in results],  # clips: each run's result.json
     }
     fsio.write_json(report / "results.json", payload)  # strict JSON: NaN as null
-    next_steps = more_seeds(summary, plan, results, command)
+    next_steps = more_seeds(summary, plan, results, command, pre_seconds, backbones)
     md = _markdown(summary, noise, next_steps, plan, payload, bias_md, act, figure, figures, out, pre)
+    if across:
+        at = md.index("## Accuracy per arm (mean ± std over seeds)")
+        md[at:at] = across_section(list(backbones or []), across, report)
+    at = md.index("## Training, and how long direct optimization acts")
+    md[at:at] = learning_section(learn, plan)
     path = report / "README.md"
     fsio.write_text(path, "\n".join(md))
     return path

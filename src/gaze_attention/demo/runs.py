@@ -55,6 +55,7 @@ class RunResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+EVAL_BATCH = 8
 _MAX_THREADS: int | None = None
 
 
@@ -280,7 +281,9 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
         raise KeyboardInterrupt
     # Test-time gaze: argmax of the predicted distribution (deterministic); `none` sees uniform gaze.
     mode = "none" if eval_gaze_mode(cfg) == "none" else "argmax"
-    metrics = evaluate(res.model, data, 1, gaze_mode=mode, batch_size=32, sparse=False)
+    # 8 windows per pass: faster here than 32 or auto_batch_size's 4 on this network, with
+    # bit-identical logits (benchmarks/eval_layout.py, docs/benchmarks.md).
+    metrics = evaluate(res.model, data, 1, gaze_mode=mode, batch_size=EVAL_BATCH, sparse=False)
     result = RunResult(
         name=spec.name,
         estimator=spec.estimator,
