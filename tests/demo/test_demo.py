@@ -543,6 +543,13 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     lines = more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo")
     assert len(lines) == 1 and "`gaze-attention demo --backbones 5` reuses these runs" in lines[0]
     assert "(demo_out-backbone1 to demo_out-backbone4:" in lines[0]
+    lines = more_seeds(summarise(flat, plan), plan, flat, "gaze-attention demo --out=runs/d")  # argparse's = form
+    assert "`gaze-attention demo --out=runs/d --backbones 5`" in lines[0] and "(d-backbone1 to d-backbone4:" in lines[0]
+    from gaze_attention.demo.report import without_option
+
+    assert without_option("gaze-attention demo --backbones=5 --seeds 0 1 --out x", "--backbones") == [
+        "gaze-attention", "demo", "--seeds", "0", "1", "--out", "x"
+    ]  # fmt: skip
     one = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2), largest_only=("gumbel_softmax",), pretrain_seed=1)
     lines = more_seeds(summarise(flat, one), one, flat, "gaze-attention demo --pretrain-seed 1 --out b1")
     assert lines == [x for x in lines if "(seed 1)" in x and "--pretrain-seed 2 --out b1-backbone2`" in x] and lines

@@ -238,7 +238,12 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
 def _option_value(command: str, flag: str) -> str | None:
     """The value given to `flag` in `command`, or None."""
     words = shlex.split(command)
-    return words[words.index(flag) + 1] if flag in words[:-1] else None
+    for i, w in enumerate(words):
+        if w.startswith(flag + "="):
+            return w[len(flag) + 1 :]
+        if w == flag and i + 1 < len(words):
+            return words[i + 1]
+    return None
 
 
 def without_option(command: str, flag: str) -> list[str]:
@@ -247,6 +252,9 @@ def without_option(command: str, flag: str) -> list[str]:
     for w in shlex.split(command):
         if w == flag:
             skip = True
+            continue
+        if w.startswith(flag + "="):
+            skip = False
             continue
         if skip and not w.startswith("-"):
             continue
