@@ -42,7 +42,14 @@ from gaze_attention.demo.report import (
     without_option,
     write_report,
 )
-from gaze_attention.demo.runs import RunResult, choose_threads, prepare_data, pretrain, run_one
+from gaze_attention.demo.runs import (
+    RunResult,
+    choose_threads,
+    prepare_data,
+    pretrain,
+    pretrain_seconds,
+    run_one,
+)
 from gaze_attention.demo.statistics import Interval, Spread, paired_interval, spread, t975
 
 
@@ -73,6 +80,12 @@ def _eta(done_s: list[float], left: int) -> str:
     return f"{sec / 60:.1f} min"
 
 
+def _backbone_seconds(results: list[RunResult], out: Path) -> float:
+    """What one backbone's plan costs to train from nothing: its pre-training and its runs (as
+    measured when they ran, so a folder whose runs were done before still gives its cost)."""
+    return sum(r.train_seconds + r.eval_seconds for r in results) + (pretrain_seconds(out) or 0.0)
+
+
 def run_demo(
     out_dir: str | Path = "demo_out",
     quick: bool = False,
@@ -85,10 +98,10 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole demo; returns where the report is.
 
-    backbones > 1: then the same plan on `backbones - 1` more pre-trained backbones (seeds from
-    `plan.backbone_seeds`: 1, 2, ...), each in its own folder beside `out_dir`
-    (`plan.backbone_out`: OUT-backbone1, ...) with its own report; this folder's report then
-    gains the interval over all of them. `label` tags the progress lines.
+    backbones > 1: then the same plan on `backbones - 1` more pre-trained backbones (seeds 1, 2,
+    ...: `demo.plan.backbone_seeds`), each in its own folder beside `out_dir` (OUT-backbone1, ...:
+    `demo.plan.backbone_out`) with its own report; this folder's report then gains the interval
+    over all of them. `label` tags the progress lines.
     """
     from gaze_attention.data.memory import MemoryData
 
@@ -138,19 +151,17 @@ def run_demo(
     done = [Backbone(plan.pretrain_seed, out, summarise(results, plan))]
     if len(seeds) > 1:
         log(f"report of this backbone: {report}")
-        spent = [time.perf_counter() - t0]
+        cost = [_backbone_seconds(results, out)]
         for i, seed in enumerate(seeds[1:], 2):
             sib = backbone_out(out, seed)
             sib_command = with_option(with_option(" ".join(without_option(command, "--backbones")), "--pretrain-seed",
                                                   [str(seed)]), "--out", [str(sib)])  # fmt: skip
             left = len(seeds) - i + 1
-            log(f"backbone {i}/{len(seeds)} (pre-training seed {seed}) into {sib}; about "
-                f"{sum(spent) / len(spent) * left / 60:.0f} min left for {left} backbone{'s' if left > 1 else ''}")  # fmt: skip
-            t = time.perf_counter()
+            log(f"backbone {i}/{len(seeds)} (pre-training seed {seed}) into {sib}; {left} to go, each about "
+                f"{sum(cost) / len(cost) / 60:.0f} min where nothing is done yet")  # fmt: skip
             got = run_demo(sib, plan=replace(plan, pretrain_seed=seed), progress=progress, command=sib_command,
                            label=f" · backbone {i}/{len(seeds)}, seed {seed}")  # fmt: skip
-            if time.perf_counter() - t > 60:  # a backbone done before is not a measure
-                spent.append(time.perf_counter() - t)
+            cost.append(_backbone_seconds(got.runs, sib))
             done.append(Backbone(seed, sib, summarise(got.runs, replace(plan, pretrain_seed=seed))))
         log("report across backbones")
         report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts(), done)

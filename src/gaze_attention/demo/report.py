@@ -6,7 +6,6 @@ written here, so that the report says what ran.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import time
@@ -35,7 +34,7 @@ from gaze_attention.demo.plan import (
     plan_runs,
     pretrain_pairs,
 )
-from gaze_attention.demo.runs import RunResult
+from gaze_attention.demo.runs import RunResult, pretrain_seconds
 from gaze_attention.demo.statistics import (
     Interval,
     NoiseSplit,
@@ -767,12 +766,7 @@ def write_report(
     act = activity(results)
     learn = learning(results, plan)
     pre = out / "pretrain" / "pretrain.json"
-    pre_seconds = None
-    if pre.is_file():
-        try:
-            pre_seconds = float(json.loads(pre.read_text()).get("seconds") or 0.0) or None
-        except (OSError, ValueError, AttributeError):
-            pre_seconds = None  # a damaged log only loses the estimate
+    pre_seconds = pretrain_seconds(out)
     across = across_backbones(backbones) if backbones and len(backbones) > 1 else {}
     payload = {
         "command": command,

@@ -213,6 +213,14 @@ def pretrain(plan: DemoPlan, prepared: Path, out: Path, log: Log) -> Path:
     return base
 
 
+def pretrain_seconds(out: Path) -> float | None:
+    """How long OUT's pre-training took, from its log; None without one (or a damaged one)."""
+    try:
+        return float(json.loads((out / "pretrain" / "pretrain.json").read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # Where a finished run lives, not what it trained: a demo folder that was moved still matches.
 _WHERE = {("data", "root"), ("run", "out"), ("init", "base")}
 
