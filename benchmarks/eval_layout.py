@@ -10,7 +10,7 @@ Two measurements, each timed round-robin in one process (best and median of the 
   weights: the cost does not depend on them), argmax gaze;
 - `tiny` in channels_last_3d at each of --batch-sizes windows per forward pass (the demo
   evaluated in batches of 32 until 2026-12-02, in 8 since), as ratios to the first size, with
-  whether every size gives bit-identical logits (so that the demo's accuracies do not move).
+  the largest change of a logit against the first size (0 where the kernels sum alike).
 
 It prints the machine (CPU model, threads, a 2048^2 fp32 matmul rate), seconds per call in
 each layout and the ratio, and checks that the two layouts give the same logits to rounding.
@@ -117,8 +117,8 @@ def main() -> None:
     print("\nlogits equal to rounding in both layouts")
 
     print("\n| `tiny`, channels_last_3d: windows per pass | wall s per evaluate: best, median | speed-up over "
-          f"{args.batch_sizes[0]}: best, median |")  # fmt: skip
-    print("|---|---|---|")
+          f"{args.batch_sizes[0]}: best, median | largest logit change |")  # fmt: skip
+    print("|---|---|---|---|")
     torch.manual_seed(0)
     net = GazeAttentionNet(demo_network(), num_classes=data.num_classes).eval()
     use_cpu_layout(net, "cpu")
@@ -131,12 +131,12 @@ def main() -> None:
     first = args.batch_sizes[0]
     for b in args.batch_sizes:
         t, t0 = times[b], times[first]
+        moved = max(
+            max(abs(x - y) for x, y in zip(a["logits"], c["logits"], strict=True))
+            for a, c in zip(by_size[first]["clips"], by_size[b]["clips"], strict=True)
+        )  # fmt: skip
         print(f"| {b} | {min(t):.2f}, {statistics.median(t):.2f} | {min(t0) / min(t):.2f}x, "
-              f"{statistics.median(t0) / statistics.median(t):.2f}x |")  # fmt: skip
-    same = all(
-        a["logits"] == c["logits"] for b in args.batch_sizes for a, c in zip(by_size[first]["clips"], by_size[b]["clips"], strict=True)
-    )  # fmt: skip
-    print(f"\nlogits at every batch size {'bit-identical' if same else 'NOT bit-identical'} to those at {first}")
+              f"{statistics.median(t0) / statistics.median(t):.2f}x | {moved:.1e} |")  # fmt: skip
     if tmp is not None:
         tmp.cleanup()
 
