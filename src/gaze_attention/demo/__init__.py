@@ -43,6 +43,7 @@ from gaze_attention.demo.report import (
     write_report,
 )
 from gaze_attention.demo.runs import (
+    Log,
     RunResult,
     choose_threads,
     prepare_data,
@@ -93,7 +94,6 @@ def run_demo(
     progress: bool = True,
     command: str = "gaze-attention demo",
     backbones: int = 1,
-    label: str = "",
     **overrides: Any,
 ) -> DemoResult:
     """Run the whole demo; returns where the report is.
@@ -101,26 +101,55 @@ def run_demo(
     backbones > 1: then the same plan on `backbones - 1` more pre-trained backbones (seeds 1, 2,
     ...: `demo.plan.backbone_seeds`), each in its own folder beside `out_dir` (OUT-backbone1, ...:
     `demo.plan.backbone_out`) with its own report; this folder's report then gains the interval
-    over all of them. `label` tags the progress lines.
+    over all of them.
     """
-    from gaze_attention.data.memory import MemoryData
-
     plan = plan or (DemoPlan.quick() if quick else DemoPlan())
     if overrides:
         plan = replace(plan, **overrides)
     if backbones > 1 and not plan.pretrain:
         raise ValueError("--backbones repeats the plan on other pre-trained backbones, which --no-pretrain leaves out")
     out = Path(out_dir)
+    seeds = backbone_seeds(plan.pretrain_seed, backbones)
+    t0 = time.perf_counter()
+
+    def logger(i: int) -> Log:
+        tag = f" · backbone {i}/{len(seeds)}, seed {seeds[i - 1]}" if len(seeds) > 1 else ""
+
+        def log(msg: str) -> None:
+            if progress:
+                print(f"[demo {(time.perf_counter() - t0) / 60:4.1f} min{tag}] {msg}", flush=True)
+
+        return log
+
+    log = logger(1)
+    results, data, report = _run_plan(out, plan, command, log, more_backbones=len(seeds) - 1)
+    done = [Backbone(plan.pretrain_seed, out, summarise(results, plan))]
+    cost = [_backbone_seconds(results, out)]
+    for i, seed in enumerate(seeds[1:], 2):
+        sib, sib_plan = backbone_out(out, seed), replace(plan, pretrain_seed=seed)
+        # Its own command line, so that its report reproduces it alone.
+        alone = with_option(" ".join(without_option(command, "--backbones")), "--pretrain-seed", [str(seed)])
+        left = len(seeds) - i + 1
+        log(f"backbone {i}/{len(seeds)} (pre-training seed {seed}) into {sib}; {left} to go, each about "
+            f"{sum(cost) / len(cost) / 60:.0f} min where nothing is done yet")  # fmt: skip
+        got, _, _ = _run_plan(sib, sib_plan, with_option(alone, "--out", [str(sib)]), logger(i))
+        cost.append(_backbone_seconds(got, sib))
+        done.append(Backbone(seed, sib, summarise(got, sib_plan)))
+    if len(seeds) > 1:
+        log("report across backbones")
+        report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts(), done)
+    log(f"done in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
+    return DemoResult(out, report, results, time.perf_counter() - t0, done)
+
+
+def _run_plan(out: Path, plan: DemoPlan, command: str, log: Log, more_backbones: int = 0
+              ) -> tuple[list[RunResult], Any, Path]:  # fmt: skip
+    """The plan on one backbone: data, pre-training, every fine-tuning run (finished ones read
+    back), the report in OUT/report. Returns the runs, the data and the report's path."""
+    from gaze_attention.data.memory import MemoryData
+
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    seeds = backbone_seeds(plan.pretrain_seed, backbones)
-    if backbones > 1:
-        label = f" · backbone 1/{backbones}, seed {plan.pretrain_seed}"
-
-    def log(msg: str) -> None:
-        if progress:
-            print(f"[demo {(time.perf_counter() - t0) / 60:4.1f} min{label}] {msg}", flush=True)
-
     prepared, pre = prepare_data(plan, out, log)
     if pre is not None:
         choose_threads(log)
@@ -133,6 +162,7 @@ def run_demo(
         + f"; seeds {list(plan.seeds)}")  # fmt: skip
     results: list[RunResult] = []
     took: list[float] = []
+    then = f" for this backbone, then {more_backbones} more" if more_backbones else ""
     for k, spec in enumerate(runs, 1):
         t = time.perf_counter()
         if not (out / "runs" / spec.name / "result.json").exists():
@@ -143,30 +173,12 @@ def run_demo(
             took.append(time.perf_counter() - t)
         log(
             f"run {k}/{len(runs)} {spec.name}: mean class accuracy {100 * r.mean_class_accuracy:.1f} % "
-            f"({time.perf_counter() - t:.0f} s); ETA {_eta(took, len(runs) - k)}"
-            + (f" for this backbone, then {len(seeds) - 1} more" if len(seeds) > 1 else "")
+            f"({time.perf_counter() - t:.0f} s); ETA {_eta(took, len(runs) - k)}{then}"
         )
     log("report")
     report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts())
-    done = [Backbone(plan.pretrain_seed, out, summarise(results, plan))]
-    if len(seeds) > 1:
-        log(f"report of this backbone: {report}")
-        cost = [_backbone_seconds(results, out)]
-        for i, seed in enumerate(seeds[1:], 2):
-            sib = backbone_out(out, seed)
-            sib_command = with_option(with_option(" ".join(without_option(command, "--backbones")), "--pretrain-seed",
-                                                  [str(seed)]), "--out", [str(sib)])  # fmt: skip
-            left = len(seeds) - i + 1
-            log(f"backbone {i}/{len(seeds)} (pre-training seed {seed}) into {sib}; {left} to go, each about "
-                f"{sum(cost) / len(cost) / 60:.0f} min where nothing is done yet")  # fmt: skip
-            got = run_demo(sib, plan=replace(plan, pretrain_seed=seed), progress=progress, command=sib_command,
-                           label=f" · backbone {i}/{len(seeds)}, seed {seed}")  # fmt: skip
-            cost.append(_backbone_seconds(got.runs, sib))
-            done.append(Backbone(seed, sib, summarise(got.runs, replace(plan, pretrain_seed=seed))))
-        log("report across backbones")
-        report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts(), done)
-    log(f"done in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
-    return DemoResult(out, report, results, time.perf_counter() - t0, done)
+    log(f"report of this backbone: {report}" if more_backbones else f"report: {report}")
+    return results, data, report
 
 
 __all__ = [
