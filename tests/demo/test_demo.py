@@ -513,7 +513,11 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     from gaze_attention.demo.report import Backbone
 
     two = [Backbone(12345, Path("a"), summary), Backbone(1, Path("a-backbone1"), summary)]
-    assert "the section across backbones below varies it too" in more_seeds(summary, plan, rows, "gaze-attention demo", backbones=two)[-1]
+    lines_two = more_seeds(summary, plan, rows, "gaze-attention demo --backbones 2", backbones=two)
+    assert "the section across backbones below varies it too" in lines_two[-1]
+    # and more seeds there train on every backbone, at twice the cost
+    runs = (seeds - 3) * 2 * 2
+    assert f"trains {runs} more on each of the 2 backbones ({2 * runs} runs, about {round(2 * runs * 25 / 60)} minutes" in lines_two[0]
     want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(seeds)))
     runs = (seeds - 3) * 2 * 2
     assert f"`{want}` reuses these runs and trains {runs} more, about {round(runs * 25 / 60)} minutes" in lines[0]

@@ -288,6 +288,14 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
         span = "under a minute" if minutes < 1 else f"about {minutes} minute{'s' if minutes > 1 else ''}"
         return f", {span} at this demo's pace"
 
+    # With --backbones K the same reruns train on every backbone, so that they stay alike.
+    n_backbones = len(backbones) if backbones is not None and len(backbones) > 1 else 1
+
+    def each(runs: int) -> str:
+        if n_backbones == 1:
+            return pace(runs)
+        return f" on each of the {n_backbones} backbones ({n_backbones * runs} runs{pace(n_backbones * runs)})"
+
     def extended(count: int) -> list[int]:
         seeds = list(plan.seeds)
         while len(seeds) < count:
@@ -326,7 +334,7 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
             continue
         out.append(
             f"- To bring {comp} to {what} (at the std measured so far): `{rerun}` reuses these runs "
-            f"and trains {runs} more{pace(runs)}."
+            f"and trains {runs} more{each(runs)}."
         )
     if GUMBEL_ARM not in plan.all_arms() and "direct" in plan.arms:
         # Not run by default (it does not fit in the demo's 15 minutes beside direct - none).
@@ -338,7 +346,7 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
         out.append(
             f"- direct - {GUMBEL_ARM} (the estimator of Li et al., ECCV 2018) was not run: `{rerun}` "
             f"reuses these runs and trains {GUMBEL_ARM} at {plan.max_size} clips per class on the first "
-            f"{GUMBEL_SEEDS_SUGGESTED} seeds, {runs} runs{pace(runs)}."
+            f"{GUMBEL_SEEDS_SUGGESTED} seeds, {runs} runs{each(runs)}."
         )
     if plan.pretrain:
         # The seeds vary fine-tuning only; another backbone moved the gaze effect by more than
