@@ -601,6 +601,8 @@ def test_the_report_says_whether_runs_learn_from_their_data() -> None:
     assert states == {("none", 4): None, ("none", 30): None, ("direct", 4): "converged", ("direct", 30): "still falling"}
     flat = [RunResult(**{**r.__dict__, "history": _history([2.6, 2.7, 2.8], [2.0, 1.5, 1.0])}) for r in rows]
     assert {c["kl_state"] for c in learning(flat, plan)["curves"] if c["estimator"] == "direct"} == {"did not fall"}
+    back_up = [RunResult(**{**r.__dict__, "history": _history([2.6, 1.5, 1.9], [2.0, 1.5, 1.0])}) for r in rows]
+    assert {c["kl_state"] for c in learning(back_up, plan)["curves"] if c["estimator"] == "direct"} == {"rose in the last window"}
     md = "\n".join(learning_section(learn, plan))
     assert "- none: +4.0 [" in md and "misses +5" in md
     assert "| direct | 30 | 2.00 → 1.00 | 2.60 → 1.90 | -0.30 | still falling |" in md

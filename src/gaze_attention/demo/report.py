@@ -387,8 +387,8 @@ def learning(results: list[RunResult], plan: DemoPlan) -> dict[str, Any]:
     """Whether the runs use their data and their gaze: per arm, mean class accuracy at the
     largest size minus the smallest, seed by seed (`rise`: Interval); per arm and size, the
     training CE and KL to recorded gaze in the first and last logged windows (mean over seeds)
-    and whether the KL settled (`kl_state`: "converged", "still falling" or "did not fall";
-    None for an arm without gaze)."""
+    and whether the KL settled (`kl_state`: "converged", "still falling", "rose in the last
+    window" or "did not fall"; None for an arm without gaze)."""
     by = {(r.estimator, r.per_class, r.seed): r for r in results}
     sizes = sorted(plan.sizes)
     rise: dict[str, Interval] = {}
@@ -414,7 +414,12 @@ def learning(results: list[RunResult], plan: DemoPlan) -> dict[str, Any]:
             if e != "none" and kl is not None:
                 k = [float(x) for x in kl[1]]
                 fall, last = k[0] - k[-1], k[-2] - k[-1]
-                state = "did not fall" if not fall > 0 else "converged" if abs(last) < KL_FLAT_SHARE * fall else "still falling"
+                if not fall > 0:
+                    state = "did not fall"
+                elif abs(last) < KL_FLAT_SHARE * fall:
+                    state = "converged"
+                else:
+                    state = "still falling" if last > 0 else "rose in the last window"
                 row.update(kl=k, kl_state=state)
             curves.append(row)
     return {"rise": rise, "curves": curves}
