@@ -7,7 +7,8 @@ stream); fine-tunes none and direct at 4 and 30 training clips per class over 8 
 (and gumbel_softmax at 30 on the first N with --gumbel-seeds N); evaluates each on 40 test clips
 per class and writes DIR/report/README.md: the paired differences direct - none (and direct -
 gumbel_softmax) with 95 % confidence intervals per size and whether they reach the target
-widths, accuracy per arm, training curves, how long direct optimization acted, the estimators'
+widths, accuracy per arm, whether the runs use their data and learn gaze, training curves, how
+long direct optimization acted, the estimators'
 gradient bias against exact enumeration, and a Grad-CAM++ figure. No download, no GPU (times: README, "What the demo
 shows"). An interrupted demo rerun with the same --out continues where it stopped; more --seeds
 add pairs to a finished one (each run's report says how many pairs its targets need), while a
