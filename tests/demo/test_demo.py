@@ -719,3 +719,34 @@ def test_backbones_refuses_a_folder_beside_out_that_holds_another_backbone(tmp_p
         pytest.raises(ValueError, match=r"demo_out-backbone1/pretrain/run holds a finished run trained with other settings \(run.seed: 3, now 1\)"),
     ):
         run_demo(tmp_path / "demo_out", plan=DemoPlan(seeds=(0,)), progress=False, backbones=2)
+
+
+def test_another_backbone_shares_the_data_by_hard_links(tmp_path) -> None:
+    from unittest import mock
+
+    from gaze_attention.demo.runs import _data_options, share_data
+
+    plan = DemoPlan()
+    src, dst = tmp_path / "demo_out", tmp_path / "demo_out-backbone1"
+    (src / "raw" / "cropped_clips").mkdir(parents=True)
+    (src / "raw" / "cropped_clips" / "a.mp4").write_bytes(b"clip")
+    (src / "prepared" / "images_rgb" / "c").mkdir(parents=True)
+    (src / "prepared" / "images_rgb" / "c" / "1.jpg").write_bytes(b"frame")
+    (src / "prepared" / "manifest.jsonl").write_text('{"clip": "c"}\n')
+    (src / "prepared" / "run.lock").write_text("")
+    (src / "data.json").write_text(json.dumps(_data_options(plan)))
+    # another plan's data is not this one's
+    assert not share_data(src, dst, DemoPlan(classes=4)) and not dst.exists()
+    # a file system that cannot link: nothing left behind, the backbone makes its own data
+    with mock.patch("gaze_attention.demo.runs.os.link", side_effect=OSError(18, "Invalid cross-device link")):
+        assert not share_data(src, dst, plan)
+    assert not any(dst.iterdir()) and not (dst / "data.json").exists()
+    assert share_data(src, dst, plan)
+    for rel in ("raw/cropped_clips/a.mp4", "prepared/images_rgb/c/1.jpg"):  # the bulk: one file on disk
+        assert (dst / rel).stat().st_ino == (src / rel).stat().st_ino
+    # what prepare appends to is a copy of its own; locks stay with their folder
+    manifest = dst / "prepared" / "manifest.jsonl"
+    assert manifest.read_text() == '{"clip": "c"}\n' and manifest.stat().st_ino != (src / "prepared" / "manifest.jsonl").stat().st_ino
+    assert not (dst / "prepared" / "run.lock").exists()
+    assert json.loads((dst / "data.json").read_text()) == _data_options(plan)
+    assert not share_data(src, dst, plan)  # a folder with data of its own keeps it

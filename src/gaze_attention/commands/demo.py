@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbones", type=positive_int, default=1, metavar="K",
         help="repeat the plan on K pre-trained backbones (the first --pretrain-seed's, then seeds 1, 2, ...), "
-        "each in its own folder beside --out (DIR-backbone1, ...) with its own report, and add to DIR's "
+        "each in its own folder beside --out (DIR-backbone1, ...; DIR's data shared by hard links) with its "
+        "own report, and add to DIR's "
         "report the interval over the K backbones, which covers the pre-training too (default: 1; "
         "finished runs and backbones are reused)",
     )  # fmt: skip

@@ -50,6 +50,7 @@ from gaze_attention.demo.runs import (
     pretrain,
     pretrain_seconds,
     run_one,
+    share_data,
 )
 from gaze_attention.demo.statistics import Interval, Spread, paired_interval, spread, t975
 
@@ -132,6 +133,8 @@ def run_demo(
         left = len(seeds) - i + 1
         log(f"backbone {i}/{len(seeds)} (pre-training seed {seed}) into {sib}; {left} to go, each about "
             f"{sum(cost) / len(cost) / 60:.0f} min where nothing is done yet")  # fmt: skip
+        if share_data(out, sib, sib_plan):
+            logger(i)(f"the data of {out}, its frames hard-linked -> {sib}")
         got, _, _ = _run_plan(sib, sib_plan, with_option(alone, "--out", [str(sib)]), logger(i))
         cost.append(_backbone_seconds(got, sib))
         done.append(Backbone(seed, sib, summarise(got, sib_plan)))

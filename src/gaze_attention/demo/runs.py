@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -161,6 +162,50 @@ def prepare_data(plan: DemoPlan, out: Path, log: Log) -> tuple[Path, Path | None
             seed=plan.data_seed + 1000,  # other clips, other sessions
         )
     return prepared, pre
+
+
+# A demo folder's data sets, and the bulk files its siblings share by hard link: frames and
+# clips are written once and never in place; manifests (which `prepare` appends to), lists and
+# logs are copied, locks left out.
+_DATA_SETS = ("raw", "prepared", "pretrain_raw", "pretrain_prepared")
+_LINKED = {".jpg", ".mp4"}
+
+
+def share_data(src: Path, dst: Path, plan: DemoPlan) -> bool:
+    """Give `dst` (another backbone's folder) the data `src` made for `plan`, frames and clips
+    hard-linked instead of made again: the same data options make the same bytes, and this
+    saves about half a GB and half a minute per backbone. False, leaving nothing behind, where
+    `dst` has data of its own, `src` has none for these options, or the file system cannot link
+    (`dst` then makes its own)."""
+    stamp = src / "data.json"
+    if (dst / "data.json").exists() or any((dst / n).exists() for n in _DATA_SETS) or not stamp.is_file():
+        return False
+    if json.loads(stamp.read_text()) != _data_options(plan):
+        return False
+
+    def put(a: str, b: str) -> None:
+        if Path(a).suffix in _LINKED:
+            os.link(a, b)
+        else:
+            shutil.copy2(a, b)
+
+    dst.mkdir(parents=True, exist_ok=True)
+    made = []
+    try:
+        for name in _DATA_SETS:
+            if (src / name).is_dir():
+                tmp = dst / f"{name}.partial"
+                shutil.rmtree(tmp, ignore_errors=True)
+                made.append(tmp)
+                shutil.copytree(src / name, tmp, copy_function=put, ignore=shutil.ignore_patterns("*.lock", "*.partial"))
+    except OSError:  # another file system, or no hard links there
+        for tmp in made:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    for tmp in made:
+        tmp.rename(dst / tmp.name.removesuffix(".partial"))
+    shutil.copy2(stamp, dst / "data.json")  # last: the data is there once the stamp is
+    return True
 
 
 def pretrain_config(plan: DemoPlan, prepared: Path, out: Path) -> Any:
