@@ -6,6 +6,7 @@ written here, so that the report says what ran.
 
 from __future__ import annotations
 
+import functools
 import math
 import shlex
 import time
@@ -155,6 +156,16 @@ def _ci(stat: Interval) -> str:
     return f"{_points(stat.mean)} [{_points(stat.low)}, {_points(stat.high)}]"
 
 
+def _target(key: str) -> float:
+    """The half-width a row's interval aims at: over all sizes ("pooled") or at one size."""
+    return POOLED_HALF_WIDTH if key == "pooled" else SIZE_HALF_WIDTH
+
+
+def _sign(iv: Interval) -> int:
+    """+1 where the 95 % interval lies above 0, -1 below, 0 where it includes 0 (or is nan)."""
+    return 1 if iv.low > 0 else -1 if iv.high < 0 else 0
+
+
 def markdown_table(summary: Summary) -> str:
     lines = [
         "| clips/class | estimator | mean class accuracy (%) | overall accuracy (%) | gaze: exact cell (%) | gaze: within one cell (%) |",
@@ -177,8 +188,7 @@ def paired_table(summary: Summary) -> str:
     ]
     for comp, rows in summary.paired.items():
         for k, st in rows.items():
-            target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
-            half = f"{100 * st.half_width:.1f} (±{target:g})" if st.n > 1 else "–"
+            half = f"{100 * st.half_width:.1f} (±{_target(k):g})" if st.n > 1 else "–"
             where = "all sizes" if k == "pooled" else k
             lines.append(f"| {comp} | {where} | {_ci(st)} | {st.n} | {half} |")
     return "\n".join(lines)
@@ -192,12 +202,11 @@ def verdict(summary: Summary) -> list[str]:
             if st.n < 2 or math.isnan(st.low):
                 continue
             where = "over all sizes" if k == "pooled" else f"at {k} clips per class"
-            if st.low > 0:
-                word = "better: the interval excludes 0"
-            elif st.high < 0:
-                word = "worse: the interval excludes 0"
-            else:
-                word = "no detectable difference: the interval includes 0"
+            word = {
+                1: "better: the interval excludes 0",
+                -1: "worse: the interval excludes 0",
+                0: "no detectable difference: the interval includes 0",
+            }[_sign(st)]
             out.append(f"- {comp} {where}: {100 * st.mean:+.1f} points, {word} ({st.n} pairs).")
     return out
 
@@ -211,7 +220,7 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
         for k, st in rows.items():
             if st.n < 2:
                 continue
-            target = POOLED_HALF_WIDTH if k == "pooled" else SIZE_HALF_WIDTH
+            target = _target(k)
             sd = 100 * st.sd
             ok = 100 * st.half_width <= target
             where = "all sizes" if k == "pooled" else f"{k} clips/class"
@@ -481,8 +490,7 @@ def across_backbones(backbones: list[Backbone]) -> dict[str, dict[str, dict[str,
     for comp in dict.fromkeys(c for b in backbones for c in b.summary.paired):
         keys = dict.fromkeys(k for b in backbones for k in b.summary.paired.get(comp, {}))
         for k in keys:
-            got = [b.summary.paired[comp][k] for b in backbones if b.summary.paired.get(comp, {}).get(k, None)]
-            got = [iv for iv in got if iv.n > 0]
+            got = [iv for b in backbones if (iv := b.summary.paired.get(comp, {}).get(k)) is not None and iv.n > 0]
             if got:
                 out.setdefault(comp, {})[k] = {
                     "over": paired_interval([iv.mean for iv in got]),
@@ -520,26 +528,22 @@ def across_section(backbones: list[Backbone], across: dict[str, dict[str, dict[s
     for comp, rows in across.items():
         for key, ivs in rows.items():
             over, pooled = ivs["over"], ivs["all_pairs"]
-            cells = []
-            for b in backbones:
-                iv = b.summary.paired.get(comp, {}).get(key)
-                cells.append(_points(iv.mean) if iv is not None and iv.n > 0 else "–")
-            target = POOLED_HALF_WIDTH if key == "pooled" else SIZE_HALF_WIDTH
+            own = [b.summary.paired.get(comp, {}).get(key) for b in backbones]
+            cells = [_points(iv.mean) if iv is not None and iv.n > 0 else "–" for iv in own]
+            target = _target(key)
             half = f"{100 * over.half_width:.1f} (±{target:g})" if over.n > 1 else "–"
             where = "all sizes" if key == "pooled" else key
             out.append(f"| {comp} | {where} | {' | '.join(cells)} | {_ci(over)} | {half} | {_ci(pooled)} |")
             if over.n < 2:
                 continue
             span = "over all sizes" if key == "pooled" else f"at {key} clips per class"
-            if over.low > 0:
-                word = "better on average over backbones: the interval excludes 0"
-            elif over.high < 0:
-                word = "worse on average over backbones: the interval excludes 0"
-            else:
-                word = "no detectable difference over backbones: the interval includes 0"
-            own = [b.summary.paired.get(comp, {}).get(key) for b in backbones]
-            better = sum(1 for iv in own if iv is not None and iv.n > 1 and iv.low > 0)
-            worse = sum(1 for iv in own if iv is not None and iv.n > 1 and iv.high < 0)
+            word = {
+                1: "better on average over backbones: the interval excludes 0",
+                -1: "worse on average over backbones: the interval excludes 0",
+                0: "no detectable difference over backbones: the interval includes 0",
+            }[_sign(over)]
+            signs = [_sign(iv) for iv in own if iv is not None and iv.n > 1]
+            better, worse = signs.count(1), signs.count(-1)
             verdicts.append(
                 f"- {comp} {span}: {_points(over.mean)} points, {word} ({over.n} backbones; the interval "
                 f"of {better} of them alone is above 0, of {worse} below)."
@@ -682,10 +686,17 @@ def plots(results: list[RunResult], summary: Summary, plan: DemoPlan, report: Pa
     return made + ["training_curves.png"]
 
 
-def bias_section(plan: DemoPlan) -> tuple[str, dict[str, Any]]:
+@functools.cache
+def _bias_table(draws: int) -> dict[str, Any]:
+    """The estimators' bias table (seeded, so the same for every report of a process: a
+    `--backbones` run writes K + 1 of them; about 4 s each at 50000 draws)."""
     from gaze_attention.bias import bias_table
 
-    table = bias_table(draws=plan.bias_draws, seeds=(0, 1, 2))
+    return bias_table(draws=draws, seeds=(0, 1, 2))
+
+
+def bias_section(plan: DemoPlan) -> tuple[str, dict[str, Any]]:
+    table = _bias_table(plan.bias_draws)
     lines = [
         f"Relative error ||mean estimate − exact|| / ||exact|| of the gradient w.r.t. π on small "
         f"problems (T' = 2, 2×2 cells, a random attention head; exact gradient by enumerating all "
