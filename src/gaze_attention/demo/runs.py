@@ -169,6 +169,9 @@ def prepare_data(plan: DemoPlan, out: Path, log: Log) -> tuple[Path, Path | None
 # logs are copied, locks left out.
 _DATA_SETS = ("raw", "prepared", "pretrain_raw", "pretrain_prepared")
 _LINKED = {".jpg", ".mp4"}
+# Present in a sibling's folder while `share_data` fills it: found there without the data stamp,
+# it says the data sets beside it are an interrupted share's, not a demo's own.
+_SHARING = "data.sharing"
 
 
 def share_data(src: Path, dst: Path, plan: DemoPlan) -> bool:
@@ -176,8 +179,16 @@ def share_data(src: Path, dst: Path, plan: DemoPlan) -> bool:
     hard-linked instead of made again: the same data options make the same bytes, and this
     saves about half a GB and half a minute per backbone. False, leaving nothing behind, where
     `dst` has data of its own, `src` has none for these options, or the file system cannot link
-    (`dst` then makes its own)."""
+    (`dst` then makes its own). A share that was interrupted (its marker left, no stamp) is
+    cleared and done again: the sets it had renamed into place may sit beside unfinished ones."""
     stamp = src / "data.json"
+    marker = dst / _SHARING
+    if marker.exists():
+        if not (dst / "data.json").exists():
+            for name in _DATA_SETS:
+                for leftover in (dst / name, dst / f"{name}.partial"):
+                    shutil.rmtree(leftover, ignore_errors=True)
+        marker.unlink()
     if (dst / "data.json").exists() or any((dst / n).exists() for n in _DATA_SETS) or not stamp.is_file():
         return False
     if json.loads(stamp.read_text()) != _data_options(plan):
@@ -190,6 +201,7 @@ def share_data(src: Path, dst: Path, plan: DemoPlan) -> bool:
             shutil.copy2(a, b)
 
     dst.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{src}\n")
     made = []
     try:
         for name in _DATA_SETS:
@@ -201,10 +213,12 @@ def share_data(src: Path, dst: Path, plan: DemoPlan) -> bool:
     except OSError:  # another file system, or no hard links there
         for tmp in made:
             shutil.rmtree(tmp, ignore_errors=True)
+        marker.unlink()
         return False
     for tmp in made:
         tmp.rename(dst / tmp.name.removesuffix(".partial"))
     shutil.copy2(stamp, dst / "data.json")  # last: the data is there once the stamp is
+    marker.unlink()
     return True
 
 
