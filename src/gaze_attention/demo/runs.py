@@ -201,7 +201,7 @@ def share_data(src: Path, dst: Path, plan: DemoPlan) -> bool:
             shutil.copy2(a, b)
 
     dst.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{src}\n")
+    fsio.write_text(marker, f"{src}\n")
     made = []
     try:
         for name in _DATA_SETS:
