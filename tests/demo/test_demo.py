@@ -23,7 +23,7 @@ from gaze_attention.demo import (
     t975,
     verdict,
 )
-from gaze_attention.demo.report import _run_time_text, more_seeds, noise_table, power
+from gaze_attention.demo.report import _fewer_threads_text, _run_time_text, more_seeds, noise_table, power
 from gaze_attention.demo.statistics import clip_sampling_se, noise_split, pairs_needed
 
 
@@ -358,6 +358,7 @@ def test_quick_demo_end_to_end(tmp_path) -> None:
         run_dir = tmp_path / "demo" / "runs" / f"{r['estimator']}-n{r['per_class']}-s{r['seed']}"
         ckpt = run_dir / "checkpoints" / f"ckpt-{plan.iters:08d}"
         assert r["checkpoint"] == str(ckpt) and (ckpt / "model.safetensors").is_file()
+        assert 1 <= r["threads"] <= payload["machine"]["threads"]
         assert (run_dir / "train.log").read_text().rstrip().endswith(f"last checkpoint {ckpt}")
         # accuracies are counts over the test clips (test_per_class of each class)
         for key in ("mean_class_accuracy", "overall_accuracy"):
@@ -480,6 +481,131 @@ def test_the_report_counts_runs_an_earlier_invocation_trained() -> None:
     assert _run_time_text(runs, 900.0) == ""  # one invocation did it all (plus data and report)
     text = _run_time_text(runs, 120.0)  # an extension that found 26 of them done
     assert "30 fine-tuning runs" in text and "13.0 minutes of training and evaluation in all" in text
+
+
+def test_the_thread_probe_does_not_time_the_wake_up_after_a_change() -> None:
+    # A fake machine on a fake clock: 2 threads run the step in 1 ms, 1 thread in 2 ms, and the
+    # first call after raising the thread count costs 5 ms more (OpenMP waking its threads), as
+    # on the AMD EPYC where the probe that timed that call chose 1 thread half the time.
+    clock = [0.0]
+    state = {"threads": 2, "woken": True}
+
+    def set_threads(n: int) -> None:
+        state["woken"] = n <= state["threads"] and state["woken"]
+        state["threads"] = n
+
+    def step() -> None:
+        clock[0] += {1: 0.002, 2: 0.001}[state["threads"]] + (0.0 if state["woken"] else 0.005)
+        state["woken"] = True
+
+    from gaze_attention.demo import runs as demo_runs
+
+    took = demo_runs.probe_seconds(step, (1, 2), set_threads, rounds=3, clock=lambda: clock[0])
+    assert took[2] == pytest.approx(3 * 2 * 0.001) and took[1] == pytest.approx(3 * 2 * 0.002)
+
+
+def test_the_thread_probe_still_finds_one_thread_faster_when_a_core_is_held() -> None:
+    clock, state = [0.0], {"threads": 2}
+
+    def step() -> None:  # another job holds a core: every barrier of 2 threads waits for it
+        clock[0] += {1: 0.002, 2: 0.060}[state["threads"]]
+
+    from gaze_attention.demo import runs as demo_runs
+
+    took = demo_runs.probe_seconds(step, (1, 2), lambda n: state.update(threads=n), clock=lambda: clock[0])
+    assert demo_runs.fewer_threads_if_clearly_faster(took, 2) == 1
+
+
+def test_one_thread_must_be_clearly_faster_to_be_chosen() -> None:
+    from gaze_attention.demo import runs as demo_runs
+
+    # the probe's noise on a quiet machine: 1 thread a little faster in a few probes
+    assert demo_runs.fewer_threads_if_clearly_faster({1: 0.017, 2: 0.020}, 2) == 2
+    assert demo_runs.fewer_threads_if_clearly_faster({1: 0.010, 2: 0.020}, 2) == 1
+    assert demo_runs.fewer_threads_if_clearly_faster({1: 0.040, 2: 0.020}, 2) == 2
+
+
+def test_cpu_jiffies_from_proc_stat_over_the_allowed_cpus() -> None:
+    from gaze_attention.demo import runs as demo_runs
+
+    stat = (
+        "cpu  900 0 300 5000 100 0 0 0 0 0\n"  # the sum line: not counted
+        "cpu0 100 10 50 1000 20 5 5 10 0 0\n"  # busy: 100+10+50+5+5+10 (steal is busy), idle 1000+20
+        "cpu1 200 0 100 2000 40 0 0 0 0 0\n"
+        "cpu2 999 0 0 0 0 0 0 0 0 0\n"  # outside the affinity
+        "intr 12345 0 0\nctxt 999\n"
+    )
+    assert demo_runs.cpu_jiffies(stat, {0, 1}) == (180 + 300, 1200 + 2340)
+    assert demo_runs.cpu_jiffies(stat, {1}) == (300, 2340)
+
+
+def test_threads_for_the_cores_other_processes_leave_free() -> None:
+    from gaze_attention.demo import runs as demo_runs
+
+    assert demo_runs.threads_for_free_cores(2, 0.1, most=2) == 2  # quiet, a little steal
+    assert demo_runs.threads_for_free_cores(2, 1.1, most=2) == 1  # one other busy process
+    assert demo_runs.threads_for_free_cores(2, 2.0, most=2) == 1  # never fewer than 1
+    assert demo_runs.threads_for_free_cores(16, 4.2, most=16) == 12
+    assert demo_runs.threads_for_free_cores(16, 0.0, most=8) == 8  # never more than torch's
+
+
+def test_others_busy_cores_counts_other_processes_not_this_one() -> None:
+    from gaze_attention.demo import runs as demo_runs
+
+    if demo_runs.others_busy_cores(0.05) is None:
+        pytest.skip("no /proc/stat or CPU affinity here (not Linux): the demo times a probe step instead")
+    # A thread of this process busy for the whole window: its own time, which the count takes out.
+    import threading
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        busy, cores = demo_runs.others_busy_cores(0.3)
+    finally:
+        stop.set()
+        th.join()
+    assert cores >= 1 and busy < 0.7  # without taking out its own time it would be about 1
+
+
+def test_choose_threads_falls_back_to_the_probe_without_proc_stat() -> None:
+    from unittest import mock
+
+    import torch
+
+    from gaze_attention.demo import runs as demo_runs
+
+    before = torch.get_num_threads()
+    try:
+        with (
+            mock.patch.object(demo_runs, "max_threads", return_value=2),
+            mock.patch.object(demo_runs, "others_busy_cores", return_value=None),
+            mock.patch.object(demo_runs, "probe_seconds", return_value={1: 0.010, 2: 0.090}) as probe,
+        ):
+            assert demo_runs.choose_threads() == 1 and torch.get_num_threads() == 1
+        probe.assert_called_once()
+        with (
+            mock.patch.object(demo_runs, "max_threads", return_value=2),
+            mock.patch.object(demo_runs, "others_busy_cores", return_value=(0.1, 2)),
+            mock.patch.object(demo_runs, "probe_seconds") as probe,
+        ):
+            assert demo_runs.choose_threads() == 2 and torch.get_num_threads() == 2
+        probe.assert_not_called()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_report_says_which_runs_trained_on_fewer_threads() -> None:
+    runs = [{"threads": 2}] * 5 + [{"threads": 1}] * 3 + [{}]  # the last: a run from before threads were kept
+    assert _fewer_threads_text(runs, 2) == (
+        "; 3 of 9 runs trained on 1 thread, which the probe found faster when they started"
+    )
+    assert _fewer_threads_text([{"threads": 2}] * 4, 2) == ""
 
 
 def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:

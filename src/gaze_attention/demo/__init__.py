@@ -46,6 +46,7 @@ from gaze_attention.demo.runs import (
     Log,
     RunResult,
     choose_threads,
+    max_threads,
     prepare_data,
     pretrain,
     pretrain_seconds,
@@ -70,9 +71,16 @@ def machine_facts() -> dict[str, Any]:
 
     from gaze_attention.engine.precision import cpu_model, fp32_matmul_gflops
 
-    gflops = fp32_matmul_gflops()  # measured now, not the cached precision probe
+    # At all threads, whatever the last run's probe chose: the rate of the machine, not of a
+    # moment when another job held a core.
+    chosen = torch.get_num_threads()
+    torch.set_num_threads(max_threads())
+    try:
+        gflops = fp32_matmul_gflops()  # measured now, not the cached precision probe
+    finally:
+        torch.set_num_threads(chosen)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "fp32_gflops": gflops, "load": load}
+    return {"cpu": cpu_model(), "threads": max_threads(), "fp32_gflops": gflops, "load": load}
 
 
 def _eta(done_s: list[float], left: int) -> str:

@@ -833,6 +833,19 @@ def write_report(
     return path
 
 
+def _fewer_threads_text(runs: list[dict[str, Any]], threads: int) -> str:
+    """Which runs trained on fewer threads than the machine has (the demo's probe chose 1
+    thread where another job held a core): they took longer, and their times say so."""
+    fewer = [r for r in runs if r.get("threads") is not None and r["threads"] < threads]
+    if not fewer:
+        return ""
+    counts = sorted({r["threads"] for r in fewer})
+    return (
+        f"; {len(fewer)} of {len(runs)} runs trained on {' or '.join(map(str, counts))} "
+        f"thread{'s' if counts != [1] else ''}, which the probe found faster when they started"
+    )
+
+
 def _run_time_text(runs: list[dict[str, Any]], seconds: float) -> str:
     """What the runs cost in all, when earlier invocations of the demo trained some of them (a
     resumed or extended demo): this invocation's minutes alone would understate the demo."""
@@ -863,7 +876,7 @@ def _markdown(
     machine = payload["machine"]
     where = (
         f" on {machine['cpu']} ({machine['threads']} threads, fp32 matmul {machine['fp32_gflops']:.0f} GFLOP/s, "
-        f"load average {machine['load']})"
+        f"load average {machine['load']}{_fewer_threads_text(payload['runs'], machine['threads'])})"
         if machine
         else ""
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -40,6 +41,7 @@ class RunResult:
     # made before they were kept.
     test_correct: list[int] | None = None
     test_labels: list[int] | None = None
+    threads: int | None = None  # torch's intra-op threads while it trained; None in older runs
 
     def to_dict(self, history: bool = True, clips: bool = True) -> dict[str, Any]:
         d = asdict(self)
@@ -60,45 +62,135 @@ EVAL_BATCH = 8
 _MAX_THREADS: int | None = None
 
 
-def choose_threads(log: Log | None = None) -> int:
-    """Set torch's intra-op threads to 1 or all of them, whichever runs a small 3-D conv step
-    faster right now, and return the choice.
-
-    On a 2-core machine shared with other jobs, 2 threads ran the `tiny` step 30x slower than
-    1 (19.7 s against 0.67 s, load average 8): every OpenMP barrier waits for a thread that
-    another process holds. On an idle machine 2 threads are faster. The load changes between
-    runs, so the demo asks again before each (about 0.1 s).
-    """
+def max_threads() -> int:
+    """The intra-op threads torch had before `choose_threads` first changed them."""
     import torch
 
     global _MAX_THREADS
     if _MAX_THREADS is None:
         _MAX_THREADS = torch.get_num_threads()
-    if _MAX_THREADS <= 1:
-        return 1
-    g = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv3d(16, 16, 3, padding=1, bias=False).to(memory_format=torch.channels_last_3d)
-    x = torch.randn(4, 16, 8, 24, 24, generator=g).contiguous(memory_format=torch.channels_last_3d)
+    return _MAX_THREADS
 
-    def step() -> None:
-        conv(x).sum().backward()
 
-    took = {1: 0.0, _MAX_THREADS: 0.0}
-    for n in took:  # warm-up
-        torch.set_num_threads(n)
-        step()
-    for _ in range(3):  # interleaved, summed: a stall counts against the choice that had it
-        for n in took:
-            torch.set_num_threads(n)
-            t = time.perf_counter()
+def probe_seconds(
+    step: Callable[[], None],
+    counts: tuple[int, ...],
+    set_threads: Callable[[int], None],
+    rounds: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[int, float]:
+    """Seconds of `step` at each thread count in `counts`, summed over interleaved rounds (a
+    stall from another job counts against the count that had it).
+
+    The first call after a change of thread count is not timed: it wakes (or parks) OpenMP's
+    threads. Timing it, as this probe did until 2026-12-02, charged every timed call at the
+    higher count with a wake-up: on a quiet 2-core AMD EPYC the probe then found 1 thread
+    faster in half its calls (3.0 against 6.4 ms), though 2 run the same step in 1.4 ms, and a
+    third of a demo's runs trained on 1 thread at half speed.
+    """
+    took = dict.fromkeys(counts, 0.0)
+    for _ in range(rounds):
+        for n in counts:
+            set_threads(n)
+            step()  # not timed: the thread team's wake-up
+            t = clock()
             step()
-            took[n] += time.perf_counter() - t
+            step()
+            took[n] += clock() - t
+    return took
+
+
+# Fewer threads must be this much faster to be chosen. Where another job holds a core they are
+# 30 times faster; on a quiet machine the probe's noise made 1 thread look faster in 2 of 40
+# probes (0.017 against 0.020 s), and a run on 1 thread takes twice as long.
+FEWER_THREADS_MARGIN = 1.5
+
+
+def fewer_threads_if_clearly_faster(took: dict[int, float], most: int) -> int:
+    """The thread count to use from `probe_seconds`' times: the fastest, unless it is fewer
+    than `most` by less than `FEWER_THREADS_MARGIN`."""
     best = min(took, key=took.__getitem__)
+    return best if took[best] * FEWER_THREADS_MARGIN < took[most] else most
+
+
+def cpu_jiffies(stat: str, cpus: set[int]) -> tuple[int, int]:
+    """(busy, all) jiffies summed over `cpus` from the text of Linux's /proc/stat (its `cpuN`
+    lines: user nice system idle iowait irq softirq steal ...; idle and iowait are not busy,
+    steal is: the hypervisor gave that time to another machine)."""
+    busy = total = 0
+    for line in stat.splitlines():
+        name, *values = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+            continue
+        v = [int(x) for x in values[:8]]
+        total += sum(v)
+        busy += sum(v) - v[3] - (v[4] if len(v) > 4 else 0)
+    return busy, total
+
+
+def threads_for_free_cores(cores: int, others_busy: float, most: int) -> int:
+    """Threads for the cores other processes leave free (at least 1, at most `most`): a
+    thread on a core another process holds makes every OpenMP barrier wait for it."""
+    return max(1, min(most, math.floor(cores - others_busy + 0.5)))
+
+
+def others_busy_cores(window: float = 0.2) -> tuple[float, int] | None:
+    """(cores that other processes kept busy over `window` seconds, cores this process may
+    use), from /proc/stat over the CPUs of this process's affinity; None where there is no
+    such file (not Linux)."""
+    stat = Path("/proc/stat")
+    try:
+        cpus = set(os.sched_getaffinity(0))
+        before, own0 = stat.read_text(), os.times()
+        time.sleep(window)
+        after, own1 = stat.read_text(), os.times()
+    except (OSError, AttributeError):
+        return None
+    (b0, _), (b1, _) = cpu_jiffies(before, cpus), cpu_jiffies(after, cpus)
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    return max(0.0, ((b1 - b0) / ticks - own) / window), len(cpus)
+
+
+def choose_threads(log: Log | None = None) -> int:
+    """Set torch's intra-op threads to all of them, or fewer where other processes hold cores
+    now, and return the choice.
+
+    On a 2-core machine shared with other jobs, 2 threads ran the `tiny` step 30x slower than
+    1 (19.7 s against 0.67 s, load average 8), and with one other busy process 1.8x slower
+    (0.87 s against 0.52 s): every OpenMP barrier waits for a thread that another process
+    holds. On an idle machine 2 threads are faster (0.28 s). The load changes between runs, so
+    the demo asks again before each: on Linux it counts, over 0.2 s, the CPU time other
+    processes take on this process's cores (/proc/stat); elsewhere it times a small 3-D conv
+    step at 1 thread and at all of them, and takes 1 only where it is clearly faster
+    (`FEWER_THREADS_MARGIN`). Until 2026-12-02 it always timed that step, which told a
+    busy core from a free one in only about half its probes, on a 2-core AMD EPYC with one
+    other busy process.
+    """
+    import torch
+
+    most = max_threads()
+    if most <= 1:
+        return 1
+    seen = others_busy_cores()
+    if seen is not None:
+        busy, cores = seen
+        best = threads_for_free_cores(cores, busy, most)
+        why = f"other processes kept {busy:.1f} of {cores} cores busy"
+    else:
+        g = torch.Generator().manual_seed(0)
+        conv = torch.nn.Conv3d(16, 16, 3, padding=1, bias=False).to(memory_format=torch.channels_last_3d)
+        x = torch.randn(4, 16, 8, 24, 24, generator=g).contiguous(memory_format=torch.channels_last_3d)
+
+        def step() -> None:
+            conv(x).sum().backward()
+
+        took = probe_seconds(step, (1, most), torch.set_num_threads)
+        best = fewer_threads_if_clearly_faster(took, most)
+        why = f"{took[1]:.3f} s on 1 thread against {took[most]:.3f} s on {most}"
     torch.set_num_threads(best)
-    if log is not None and best != _MAX_THREADS:
-        log(
-            f"{best} thread: faster than {_MAX_THREADS} now ({took[best]:.2f} s against {took[_MAX_THREADS]:.2f} s)"
-        )
+    if log is not None and best != most:
+        log(f"{best} thread{'s' if best > 1 else ''} instead of {most} for this run: {why}")
     return best
 
 
@@ -341,6 +433,9 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
         return RunResult.from_dict(json.loads(done.read_text()))
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an interrupted run: start it again from scratch
+    import torch
+
+    threads = torch.get_num_threads()
     t0 = time.perf_counter()
     res = train(cfg, progress=False, data=data)
     train_s = time.perf_counter() - t0
@@ -368,6 +463,7 @@ def run_one(spec: RunSpec, plan: DemoPlan, data: Any, runs_dir: Path, base: Path
         history=res.history,
         test_correct=[int(c["pred"] == c["label"]) for c in metrics["clips"]],
         test_labels=[int(c["label"]) for c in metrics["clips"]],
+        threads=threads,
     )
     fsio.write_json(done, result.to_dict())  # atomic: a run is done once this file exists
     return result
