@@ -485,8 +485,7 @@ def test_the_report_counts_runs_an_earlier_invocation_trained() -> None:
 
 def test_the_thread_probe_does_not_time_the_wake_up_after_a_change() -> None:
     # A fake machine on a fake clock: 2 threads run the step in 1 ms, 1 thread in 2 ms, and the
-    # first call after raising the thread count costs 5 ms more (OpenMP waking its threads), as
-    # on the AMD EPYC where the probe that timed that call chose 1 thread half the time.
+    # first call after raising the thread count costs 5 ms more (the change, not the step).
     clock = [0.0]
     state = {"threads": 2, "woken": True}
 
@@ -549,28 +548,29 @@ def test_threads_for_the_cores_other_processes_leave_free() -> None:
     assert demo_runs.threads_for_free_cores(16, 0.0, most=8) == 8  # never more than torch's
 
 
-def test_others_busy_cores_counts_other_processes_not_this_one() -> None:
+def test_others_busy_cores_counts_other_processes_not_this_one(monkeypatch) -> None:
+    import os
+    from types import SimpleNamespace
+
     from gaze_attention.demo import runs as demo_runs
 
-    if demo_runs.others_busy_cores(0.05) is None:
-        pytest.skip("no /proc/stat or CPU affinity here (not Linux): the demo times a probe step instead")
-    # A thread of this process busy for the whole window: its own time, which the count takes out.
-    import threading
-
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            sum(range(1000))
-
-    th = threading.Thread(target=spin)
-    th.start()
-    try:
-        busy, cores = demo_runs.others_busy_cores(0.3)
-    finally:
-        stop.set()
-        th.join()
-    assert cores >= 1 and busy < 0.7  # without taking out its own time it would be about 1
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    # Over the window the two allowed CPUs were busy for 1.5 core-windows of jiffies, of which
+    # this process took 0.5: others kept 1.0 core busy. cpu2 is outside the affinity.
+    window = 0.2
+    busy_jiffies = round(1.5 * window * ticks)
+    stats = iter([
+        "cpu0 100 0 0 1000 0 0 0 0\ncpu1 100 0 0 1000 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+        f"cpu0 {100 + busy_jiffies} 0 0 1000 0 0 0 0\ncpu1 100 0 0 1040 0 0 0 0\ncpu2 500 0 0 0 0 0 0 0\n",
+    ])  # fmt: skip
+    times = iter([SimpleNamespace(user=10.0, system=1.0), SimpleNamespace(user=10.0 + 0.5 * window, system=1.0)])
+    monkeypatch.setattr(demo_runs.Path, "read_text", lambda self, *a, **k: next(stats))
+    monkeypatch.setattr(demo_runs.os, "times", lambda: next(times))
+    monkeypatch.setattr(demo_runs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(demo_runs.os, "sysconf", lambda name: ticks, raising=False)
+    monkeypatch.setattr(demo_runs.time, "sleep", lambda s: None)
+    busy, cores = demo_runs.others_busy_cores(window)
+    assert cores == 2 and busy == pytest.approx(1.0, abs=1 / (window * ticks))
 
 
 def test_choose_threads_falls_back_to_the_probe_without_proc_stat() -> None:

@@ -80,14 +80,8 @@ def probe_seconds(
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[int, float]:
     """Seconds of `step` at each thread count in `counts`, summed over interleaved rounds (a
-    stall from another job counts against the count that had it).
-
-    The first call after a change of thread count is not timed: it wakes (or parks) OpenMP's
-    threads. Timing it, as this probe did until 2026-12-02, charged every timed call at the
-    higher count with a wake-up: on a quiet 2-core AMD EPYC the probe then found 1 thread
-    faster in half its calls (3.0 against 6.4 ms), though 2 run the same step in 1.4 ms, and a
-    third of a demo's runs trained on 1 thread at half speed.
-    """
+    stall from another job counts against the count that had it). The first call after a
+    change of thread count is not timed: it pays for the change, not for the step."""
     took = dict.fromkeys(counts, 0.0)
     for _ in range(rounds):
         for n in counts:
@@ -163,9 +157,12 @@ def choose_threads(log: Log | None = None) -> int:
     the demo asks again before each: on Linux it counts, over 0.2 s, the CPU time other
     processes take on this process's cores (/proc/stat); elsewhere it times a small 3-D conv
     step at 1 thread and at all of them, and takes 1 only where it is clearly faster
-    (`FEWER_THREADS_MARGIN`). Until 2026-12-02 it always timed that step, which told a
-    busy core from a free one in only about half its probes, on a 2-core AMD EPYC with one
-    other busy process.
+    (`FEWER_THREADS_MARGIN`). Until 2026-12-02 it always timed single 3 ms calls of that step,
+    and its choice flipped from call to call: on a 2-core AMD EPYC with one other busy process
+    it chose 1 thread in 21 of 30 calls, and for a quarter of an hour with no other process of
+    ours running in 16 of 30 (the cause not traced), which put 16 of a demo's 48 runs on 1
+    thread (43-62 s each against about 20). Counting other processes' time chose 1 in 30 of 30
+    calls with one busy process, and 2 in 60 of 60 without.
     """
     import torch
 
