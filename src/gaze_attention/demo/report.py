@@ -875,7 +875,7 @@ def _markdown(
     )
     machine = payload["machine"]
     where = (
-        f" on {machine['cpu']} ({machine['threads']} threads, fp32 matmul {machine['fp32_gflops']:.0f} GFLOP/s, "
+        f" on {machine['cpu']} ({machine['threads']} thread{'s' if machine['threads'] != 1 else ''}, fp32 matmul {machine['fp32_gflops']:.0f} GFLOP/s, "
         f"load average {machine['load']}{_fewer_threads_text(payload['runs'], machine['threads'])})"
         if machine
         else ""
