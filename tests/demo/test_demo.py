@@ -603,9 +603,33 @@ def test_choose_threads_falls_back_to_the_probe_without_proc_stat() -> None:
 def test_the_report_says_which_runs_trained_on_fewer_threads() -> None:
     runs = [{"threads": 2}] * 5 + [{"threads": 1}] * 3 + [{}]  # the last: a run from before threads were kept
     assert _fewer_threads_text(runs, 2) == (
-        "; 3 of 9 runs trained on 1 thread, which the probe found faster when they started"
+        "; 3 of 9 runs trained on 1 thread, chosen where other processes held cores when they started"
     )
     assert _fewer_threads_text([{"threads": 2}] * 4, 2) == ""
+    assert _fewer_threads_text([{"threads": 1}] * 4, 2, fixed=1) == "; every run on 1 thread (--threads)"
+
+
+def test_threads_option_fixes_every_runs_threads() -> None:
+    from unittest import mock
+
+    import torch
+
+    from gaze_attention.cli import build_parser
+    from gaze_attention.commands import demo as demo_command
+    from gaze_attention.demo import runs as demo_runs
+
+    before = torch.get_num_threads()
+    try:
+        with mock.patch.object(demo_runs, "others_busy_cores") as seen:
+            assert demo_runs.choose_threads(None, 1) == 1 and torch.get_num_threads() == 1
+        seen.assert_not_called()  # fixed: the load is not looked at
+    finally:
+        torch.set_num_threads(before)
+    args = build_parser().parse_args(["demo", "--threads", "1", "--out", "x"])
+    with mock.patch("gaze_attention.demo.run_demo") as run_demo:
+        run_demo.return_value.report.read_text.return_value = ""
+        demo_command.run(args)
+    assert run_demo.call_args.kwargs["threads"] == 1
 
 
 def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:

@@ -71,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "report the interval over the K backbones, which covers the pre-training too (default: 1; "
         "finished runs and backbones are reused)",
     )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=positive_int, metavar="N",
+        help="torch threads for every run (default: all cores, or fewer for a run that starts while "
+        "other processes hold cores). A run's numbers depend on its thread count: give one to "
+        "reproduce them on the same CPU",
+    )  # fmt: skip
     parser.add_argument("--no-figure", action="store_true", help="skip the Grad-CAM++ figure")
     add_progress_argument(parser)
     add_deprecated_alias(parser, "--quiet", "--no-progress", "no_progress", const=True)
@@ -104,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["lr"] = args.lr
     if args.no_figure:
         overrides["figure"] = False
+    if args.threads:
+        overrides["threads"] = args.threads
     command = (
         "gaze-attention " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if sys.argv[1:]

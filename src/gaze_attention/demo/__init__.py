@@ -163,7 +163,7 @@ def _run_plan(out: Path, plan: DemoPlan, command: str, log: Log, more_backbones:
     t0 = time.perf_counter()
     prepared, pre = prepare_data(plan, out, log)
     if pre is not None:
-        choose_threads(log)
+        choose_threads(log, plan.threads)
     base = pretrain(plan, pre, out, log) if pre is not None else None
     data = MemoryData(prepared)
     runs = plan_runs(plan)
@@ -177,7 +177,7 @@ def _run_plan(out: Path, plan: DemoPlan, command: str, log: Log, more_backbones:
     for k, spec in enumerate(runs, 1):
         t = time.perf_counter()
         if not (out / "runs" / spec.name / "result.json").exists():
-            choose_threads(log)
+            choose_threads(log, plan.threads)
         r = run_one(spec, plan, data, out / "runs", base)
         results.append(r)
         if r.train_seconds and time.perf_counter() - t > 1:  # a run done before is not a measure

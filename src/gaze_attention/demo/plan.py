@@ -89,6 +89,9 @@ class DemoPlan:
     pretrain_lr: float = 0.005
     figure: bool = True
     bias_draws: int = 50_000
+    # torch threads for every run; None: all of them, fewer for a run that starts while other
+    # processes hold cores (`runs.choose_threads`). A run's numbers depend on its thread count.
+    threads: int | None = None
 
     @classmethod
     def quick(cls) -> DemoPlan:

@@ -833,16 +833,19 @@ def write_report(
     return path
 
 
-def _fewer_threads_text(runs: list[dict[str, Any]], threads: int) -> str:
-    """Which runs trained on fewer threads than the machine has (the demo's probe chose 1
-    thread where another job held a core): they took longer, and their times say so."""
+def _fewer_threads_text(runs: list[dict[str, Any]], threads: int, fixed: int | None = None) -> str:
+    """Which runs trained on fewer threads than the machine has (the demo chose 1 thread where
+    other processes held cores): they took longer, and their times say so. `fixed`: the
+    threads --threads gave every run."""
+    if fixed is not None:
+        return f"; every run on {fixed} thread{'s' if fixed != 1 else ''} (--threads)"
     fewer = [r for r in runs if r.get("threads") is not None and r["threads"] < threads]
     if not fewer:
         return ""
     counts = sorted({r["threads"] for r in fewer})
     return (
         f"; {len(fewer)} of {len(runs)} runs trained on {' or '.join(map(str, counts))} "
-        f"thread{'s' if counts != [1] else ''}, which the probe found faster when they started"
+        f"thread{'s' if counts != [1] else ''}, chosen where other processes held cores when they started"
     )
 
 
@@ -876,7 +879,7 @@ def _markdown(
     machine = payload["machine"]
     where = (
         f" on {machine['cpu']} ({machine['threads']} thread{'s' if machine['threads'] != 1 else ''}, fp32 matmul {machine['fp32_gflops']:.0f} GFLOP/s, "
-        f"load average {machine['load']}{_fewer_threads_text(payload['runs'], machine['threads'])})"
+        f"load average {machine['load']}{_fewer_threads_text(payload['runs'], machine['threads'], plan.threads)})"
         if machine
         else ""
     )

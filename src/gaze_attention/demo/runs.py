@@ -146,7 +146,7 @@ def others_busy_cores(window: float = 0.2) -> tuple[float, int] | None:
     return max(0.0, ((b1 - b0) / ticks - own) / window), len(cpus)
 
 
-def choose_threads(log: Log | None = None) -> int:
+def choose_threads(log: Log | None = None, fixed: int | None = None) -> int:
     """Set torch's intra-op threads to all of them, or fewer where other processes hold cores
     now, and return the choice.
 
@@ -163,9 +163,16 @@ def choose_threads(log: Log | None = None) -> int:
     ours running in 16 of 30 (the cause not traced), which put 16 of a demo's 48 runs on 1
     thread (43-62 s each against about 20). Counting other processes' time chose 1 in 30 of 30
     calls with one busy process, and 2 in 60 of 60 without.
+
+    `fixed`: use that many threads, whatever the load: a run's numbers depend on its thread
+    count (5 iterations on 1 and on 2 threads left the parameters 2 % apart), so only a fixed
+    count reproduces them.
     """
     import torch
 
+    if fixed is not None:  # the user's choice (demo --threads): the same arithmetic for every run
+        torch.set_num_threads(fixed)
+        return fixed
     most = max_threads()
     if most <= 1:
         return 1
