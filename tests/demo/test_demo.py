@@ -609,7 +609,7 @@ def test_the_report_says_which_runs_trained_on_fewer_threads() -> None:
     assert _fewer_threads_text([{"threads": 1}] * 4, 2, fixed=1) == "; every run on 1 thread (--threads)"
 
 
-def test_threads_option_fixes_every_runs_threads() -> None:
+def test_threads_option_fixes_every_runs_threads(monkeypatch) -> None:
     from unittest import mock
 
     import torch
@@ -619,10 +619,12 @@ def test_threads_option_fixes_every_runs_threads() -> None:
     from gaze_attention.demo import runs as demo_runs
 
     before = torch.get_num_threads()
+    monkeypatch.setattr(demo_runs, "_MAX_THREADS", None)  # as in a fresh process
     try:
         with mock.patch.object(demo_runs, "others_busy_cores") as seen:
             assert demo_runs.choose_threads(None, 1) == 1 and torch.get_num_threads() == 1
         seen.assert_not_called()  # fixed: the load is not looked at
+        assert demo_runs.max_threads() == before  # the report still gets the machine's count
     finally:
         torch.set_num_threads(before)
     args = build_parser().parse_args(["demo", "--threads", "1", "--out", "x"])

@@ -86,7 +86,7 @@ def probe_seconds(
     for _ in range(rounds):
         for n in counts:
             set_threads(n)
-            step()  # not timed: the thread team's wake-up
+            step()  # not timed: it pays for the change of thread count
             t = clock()
             step()
             step()
@@ -170,10 +170,10 @@ def choose_threads(log: Log | None = None, fixed: int | None = None) -> int:
     """
     import torch
 
+    most = max_threads()  # first, so that it is the machine's count, not the one set here
     if fixed is not None:  # the user's choice (demo --threads): the same arithmetic for every run
         torch.set_num_threads(fixed)
         return fixed
-    most = max_threads()
     if most <= 1:
         return 1
     seen = others_busy_cores()
