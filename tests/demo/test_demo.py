@@ -24,7 +24,13 @@ from gaze_attention.demo import (
     verdict,
 )
 from gaze_attention.demo.report import _fewer_threads_text, _run_time_text, more_seeds, noise_table, power
-from gaze_attention.demo.statistics import clip_sampling_se, noise_split, pairs_needed
+from gaze_attention.demo.statistics import (
+    clip_sampling_se,
+    noise_split,
+    pairs_needed,
+    stein_interval,
+    stein_pairs,
+)
 
 
 def test_full_plan_pairs_none_and_direct_at_every_size() -> None:
@@ -642,8 +648,11 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
             rows += [_row("none", n, s, 0.4), _row("direct", n, s, 0.4 + d), _row("gumbel_softmax", n, s, 0.4)]
     rows = [RunResult(**{**r.__dict__, "train_seconds": 20.0, "eval_seconds": 5.0}) for r in rows]
     summary = summarise(rows, plan)
-    # pooled: std of (10, -10, 0) twice = 8.94 points; per size: 10 points
-    seeds = max(-(-pairs_needed(100 * float(np.std([0.1, -0.1, 0.0] * 2, ddof=1)), 3.0) // 2), pairs_needed(10.0, 6.0))
+    # pooled: std of (10, -10, 0) twice = 8.94 points over 6 pairs; per size: 10 points over 3.
+    # Stein's two-stage rule with these 3 seeds as the first stage: t(5) for the pooled row,
+    # t(2) per size (52 seeds: the per size rows ask for most).
+    seeds = max(-(-stein_pairs(100 * float(np.std([0.1, -0.1, 0.0] * 2, ddof=1)), 6, 3.0) // 2), stein_pairs(10.0, 3, 6.0))
+    assert seeds == math.ceil((4.303 * 10.0 / 6.0) ** 2) == 52
     lines = more_seeds(summary, plan, rows, "gaze-attention demo --seeds 0 1 2 --out 'my demo'")
     assert len(lines) == 3 and "direct - none" in lines[0] and "direct - gumbel_softmax" in lines[1]
     # and always, with a pre-trained backbone: the rerun that varies it, beside this folder
@@ -670,9 +679,10 @@ def test_the_report_names_the_rerun_that_reaches_the_targets() -> None:
     # and more seeds there train on every backbone, at twice the cost
     runs = (seeds - 3) * 2 * 2
     assert f"trains {runs} more on each of the 2 backbones ({2 * runs} runs, about {round(2 * runs * 25 / 60)} minutes" in lines_two[0]
-    want = "gaze-attention demo --out 'my demo' --seeds " + " ".join(map(str, range(seeds)))
+    want = f"gaze-attention demo --seeds 0 1 2 --out 'my demo' --max-seeds {seeds}"
     runs = (seeds - 3) * 2 * 2
     assert f"`{want}` reuses these runs and trains {runs} more, about {round(runs * 25 / 60)} minutes" in lines[0]
+    assert "Stein's rule at the std of the first 3 seeds' pairs asks for 52 seeds" in lines[0]
     # gumbel_softmax runs at 30 only, on the first --gumbel-seeds: its std 10 points asks for
     # pairs_needed(10, 6) of them, and as many seeds
     g = pairs_needed(10.0, 6.0)
@@ -927,3 +937,144 @@ def test_an_interrupted_share_of_the_data_is_done_again(tmp_path) -> None:
     assert sorted(p.name for p in dst.iterdir()) == ["data.json", "prepared", "raw"]
     for name in ("raw", "prepared"):
         assert (dst / name / "a.jpg").stat().st_ino == (src / name / "a.jpg").stat().st_ino
+
+
+def test_stein_interval_by_hand() -> None:
+    iv = stein_interval([0.01, 0.02, 0.03], [0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    # mean of all six, width from the first three's std (0.01) and t with 2 degrees of freedom
+    assert iv.mean == pytest.approx(0.035) and iv.n == 6
+    assert iv.half_width == pytest.approx(4.303 * 0.01 / math.sqrt(6))
+    assert (iv.stage_one_n, iv.stage_one_sd) == (3, pytest.approx(0.01))
+    assert iv.to_dict()["stage_one_n"] == 3
+    assert "stage_one_n" not in paired_interval([0.01, 0.02]).to_dict()
+    # the fewest pairs in all whose two-stage width is at most the target, never below n0
+    assert stein_pairs(1.0, 3, 1.0) == math.ceil(4.303**2) == 19
+    assert 4.303 * 1.0 / math.sqrt(19) <= 1.0 < 4.303 * 1.0 / math.sqrt(18)
+    assert stein_pairs(0.5, 12, 3.0) == 12 and stein_pairs(0.0, 6, 3.0) == 6 and stein_pairs(5.0, 1, 3.0) == 1
+    assert stein_interval([0.1], [0.1, 0.2, 0.4]) == paired_interval([0.1, 0.2, 0.4])  # no first-stage std
+
+
+def test_the_two_stage_interval_keeps_its_coverage() -> None:
+    """Normal differences with std 8 points, a first stage of 3 pairs, target +-3: the pairs
+    Stein's rule asks for give an interval that covers the mean 95 % of the time (95.2 % in these
+    4000 draws), where adding pairs until a t-interval met +-3 covers less (91.1 %)."""
+    rng = np.random.default_rng(0)
+    reps, sd, n0, target = 4000, 8.0, 3, 3.0
+    stein = naive = 0
+    for _ in range(reps):
+        first = rng.normal(0.0, sd, n0)
+        more = rng.normal(0.0, sd, 3000)  # more than either rule ever asks for here
+        n = stein_pairs(float(np.std(first, ddof=1)), n0, target)
+        iv = stein_interval(first, np.concatenate([first, more[: n - n0]]))
+        assert iv.half_width <= target + 1e-9
+        stein += iv.low <= 0.0 <= iv.high
+        k = n0
+        while (t := paired_interval(np.concatenate([first, more[: k - n0]]))).half_width > target:
+            k += 1
+        naive += t.low <= 0.0 <= t.high
+    assert 0.94 <= stein / reps <= 0.96
+    assert naive / reps < 0.93
+
+
+def test_a_two_stage_summary_takes_its_widths_from_the_first_stage() -> None:
+    plan = DemoPlan(sizes=(4, 30), seeds=(0, 1, 2, 3), stage_one=2, largest_only=())
+    d = {0: 0.10, 1: 0.0, 2: 0.05, 3: 0.05}  # first stage: std 7.1 points; all four: 4.1
+    rows = [x for s in plan.seeds for n in plan.sizes for x in (_row("none", n, s, 0.5), _row("direct", n, s, 0.5 + d[s]))]
+    dn = summarise(rows, plan).paired["direct - none"]
+    assert dn["4"].n == 4 and dn["4"].mean == pytest.approx(0.05)
+    assert dn["4"].half_width == pytest.approx(12.706 * float(np.std([0.1, 0.0], ddof=1)) / 2)
+    assert dn["pooled"].n == 8 and dn["pooled"].stage_one_n == 4
+    assert dn["pooled"].half_width == pytest.approx(3.182 * float(np.std([0.1, 0.0] * 2, ddof=1)) / math.sqrt(8))
+    lines = power(summarise(rows, plan))
+    assert "the first stage's 2 pairs have std 7.1 points, which sets the width (all 4 pairs: 4.1)" in lines[0]
+    # a fixed design: the plain t-interval over all pairs
+    fixed = summarise(rows, DemoPlan(sizes=(4, 30), seeds=(0, 1, 2, 3), largest_only=()))
+    assert fixed.paired["direct - none"]["4"].stage_one_n is None
+    assert fixed.paired["direct - none"]["4"].half_width == pytest.approx(3.182 * float(np.std(list(d.values()), ddof=1)) / 2)
+
+
+def _staged_demo(tmp_path, plan, diff, backbones=1, **kw):  # type: ignore[no-untyped-def]
+    """run_demo with training stubbed out: direct - none = diff(seed); returns the seeds
+    trained, the plan the report got and the log."""
+    from unittest import mock
+
+    import gaze_attention.demo as demo
+
+    trained, reported, lines = [], [], []
+
+    def fake_run_one(spec, plan, data, runs_dir, base):  # type: ignore[no-untyped-def]
+        trained.append((runs_dir.parent.name, spec.seed))
+        return _row(spec.estimator, spec.per_class, spec.seed, 0.5 + (diff(spec.seed) if spec.estimator == "direct" else 0))
+
+    def fake_report(results, plan, out, data, command, seconds, machine=None, backbones=None):  # type: ignore[no-untyped-def]
+        reported.append(plan)
+        return out / "report" / "README.md"
+
+    with (
+        mock.patch.object(demo, "prepare_data", side_effect=lambda plan, out, log: (out / "prepared", out / "pre")),
+        mock.patch.object(demo, "pretrain", side_effect=lambda plan, pre, out, log: out / "base.pt"),
+        mock.patch.object(demo, "run_one", side_effect=fake_run_one),
+        mock.patch.object(demo, "choose_threads"),
+        mock.patch.object(demo, "machine_facts", return_value={}),
+        mock.patch.object(demo, "write_report", side_effect=fake_report),
+        mock.patch.object(demo, "share_data", return_value=False),
+        mock.patch("gaze_attention.data.memory.MemoryData"),
+        mock.patch("builtins.print", side_effect=lambda *a, **k: lines.append(" ".join(map(str, a)))),
+    ):
+        run_demo(tmp_path / "d", plan=plan, progress=True, backbones=backbones, **kw)
+    return trained, reported, lines
+
+
+def test_the_demo_trains_the_seeds_the_two_stage_rule_asks_for(tmp_path) -> None:
+    sizes = (4, 30)
+    noisy = {0: 0.2, 1: -0.1, 2: 0.05}  # first stage: std 15 points over 3 pairs per size
+    plan = DemoPlan(sizes=sizes, seeds=(0, 1, 2), max_seeds=40)
+    trained, reported, lines = _staged_demo(tmp_path, plan, lambda s: noisy.get(s, 0.05))
+    sd = 100 * float(np.std(list(noisy.values()), ddof=1))
+    want = max(stein_pairs(sd, 3, 6.0), -(-stein_pairs(100 * float(np.std(list(noisy.values()) * 2, ddof=1)), 6, 3.0) // 2))
+    assert want > 40  # capped
+    assert sorted({s for _, s in trained}) == list(range(40))
+    assert len(trained) == 40 * len(sizes) * 2  # each run once: the first stage is not trained again
+    final = reported[-1]
+    assert final.stage_one == 3 and final.seeds == tuple(range(40))
+    assert any(f"capped at --max-seeds 40 (the targets need {want})" in x for x in lines)
+    # under the cap: exactly the seeds the rule asks for
+    trained, reported, _ = _staged_demo(tmp_path / "b", replace_plan(plan, max_seeds=want + 5), lambda s: noisy.get(s, 0.05))
+    assert reported[-1].seeds == tuple(range(want))
+    # a quiet first stage: no second one, and its intervals are two-stage (here plain) ones
+    trained, reported, lines = _staged_demo(tmp_path / "c", plan, lambda s: 0.05)
+    assert sorted({s for _, s in trained}) == [0, 1, 2] and reported[-1].stage_one == 3
+    assert any("meet the targets" in x and "no second stage" in x for x in lines)
+    # --backbones K: every backbone with the first stage only, unless --max-seeds is given
+    trained, reported, _ = _staged_demo(tmp_path / "e", plan, lambda s: noisy.get(s, 0.05), backbones=2)
+    assert sorted({s for _, s in trained}) == [0, 1, 2] and {p.stage_one for p in reported} == {None}
+    trained, _, _ = _staged_demo(tmp_path / "f", plan, lambda s: noisy.get(s, 0.05), backbones=2, max_seeds=5)
+    assert sorted({s for _, s in trained}) == [0, 1, 2, 3, 4] and {d for d, _ in trained} == {"d", "d-backbone1"}
+
+
+def replace_plan(plan: DemoPlan, **kw) -> DemoPlan:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(plan, **kw)
+
+
+def test_max_seeds_option(tmp_path) -> None:
+    from unittest import mock
+
+    from gaze_attention.cli import main as cli_main
+
+    seen = {}
+
+    def fake(out, quick=False, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    with mock.patch("gaze_attention.demo.run_demo", side_effect=fake):
+        cli_main(["demo", "--out", str(tmp_path), "--max-seeds", "12"])
+        assert seen["max_seeds"] == 12
+        seen.clear()
+        cli_main(["demo", "--out", str(tmp_path)])
+        assert "max_seeds" not in seen  # the plan's default, 24
+        assert cli_main(["demo", "--out", str(tmp_path), "--quick", "--max-seeds", "4"]) == 2
+    assert DemoPlan().max_seeds == 24 and DemoPlan().two_stage and not DemoPlan.quick().two_stage
+    assert not DemoPlan(seeds=tuple(range(30))).two_stage

@@ -30,12 +30,14 @@ from gaze_attention.demo.plan import (
     RunSpec,
     backbone_out,
     backbone_seeds,
+    next_seeds,
     plan_runs,
     pretrain_pairs,
 )
 from gaze_attention.demo.report import (
     Backbone,
     Summary,
+    stein_seeds,
     summarise,
     verdict,
     with_option,
@@ -113,6 +115,10 @@ def run_demo(
     over all of them.
     """
     plan = plan or (DemoPlan.quick() if quick else DemoPlan())
+    if backbones > 1 and "max_seeds" not in overrides:
+        # The interval over backbones is the one --backbones powers; each backbone's own
+        # second stage would multiply its cost.
+        overrides["max_seeds"] = None
     if overrides:
         plan = replace(plan, **overrides)
     if backbones > 1 and not plan.pretrain:
@@ -131,8 +137,8 @@ def run_demo(
         return log
 
     log = logger(1)
-    results, data, report = _run_plan(out, plan, command, log, more_backbones=len(seeds) - 1)
-    done = [Backbone(plan.pretrain_seed, out, summarise(results, plan))]
+    results, data, report, ran = _run_plan(out, plan, command, log, more_backbones=len(seeds) - 1)
+    done = [Backbone(plan.pretrain_seed, out, summarise(results, ran))]
     cost = [_backbone_seconds(results, out)]
     for i, seed in enumerate(seeds[1:], 2):
         sib, sib_plan = backbone_out(out, seed), replace(plan, pretrain_seed=seed)
@@ -143,20 +149,21 @@ def run_demo(
             f"{sum(cost) / len(cost) / 60:.0f} min where nothing is done yet")  # fmt: skip
         if share_data(out, sib, sib_plan):
             logger(i)(f"the data of {out}, its frames hard-linked -> {sib}")
-        got, _, _ = _run_plan(sib, sib_plan, with_option(alone, "--out", [str(sib)]), logger(i))
+        got, _, _, sib_ran = _run_plan(sib, sib_plan, with_option(alone, "--out", [str(sib)]), logger(i))
         cost.append(_backbone_seconds(got, sib))
-        done.append(Backbone(seed, sib, summarise(got, sib_plan)))
+        done.append(Backbone(seed, sib, summarise(got, sib_ran)))
     if len(seeds) > 1:
         log("report across backbones")
-        report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts(), done)
+        report = write_report(results, ran, out, data, command, time.perf_counter() - t0, machine_facts(), done)
     log(f"done in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
     return DemoResult(out, report, results, time.perf_counter() - t0, done)
 
 
 def _run_plan(out: Path, plan: DemoPlan, command: str, log: Log, more_backbones: int = 0
-              ) -> tuple[list[RunResult], Any, Path]:  # fmt: skip
+              ) -> tuple[list[RunResult], Any, Path, DemoPlan]:  # fmt: skip
     """The plan on one backbone: data, pre-training, every fine-tuning run (finished ones read
-    back), the report in OUT/report. Returns the runs, the data and the report's path."""
+    back), the second stage's where the plan has one, the report in OUT/report. Returns the
+    runs, the data, the report's path and the plan as run (its seeds those of both stages)."""
     from gaze_attention.data.memory import MemoryData
 
     out.mkdir(parents=True, exist_ok=True)
@@ -170,11 +177,26 @@ def _run_plan(out: Path, plan: DemoPlan, command: str, log: Log, more_backbones:
     log(f"{len(runs)} fine-tuning runs: {', '.join(plan.arms)} at {sorted(plan.sizes)} clips/class"
         + (f", {', '.join(plan.largest_only)} at {plan.max_size} (seeds {list(plan.largest_only_seed_list)})"
            if plan.largest_only else "")
-        + f"; seeds {list(plan.seeds)}")  # fmt: skip
+        + f"; seeds {list(plan.seeds)}"
+        + (f" (the first stage: up to {plan.max_seeds} seeds if their pairs need more)" if plan.two_stage else ""))  # fmt: skip
+    then = f" for this backbone, then {more_backbones} more" if more_backbones else ""
+    results = _train_runs(runs, plan, data, out, base, log, then)
+    if plan.two_stage:
+        plan, more = _stage_two(results, plan, log)
+        results += _train_runs(more, plan, data, out, base, log, then, start=len(runs))
+    log("report")
+    report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts())
+    log(f"report of this backbone: {report}" if more_backbones else f"report: {report}")
+    return results, data, report, plan
+
+
+def _train_runs(runs: list[RunSpec], plan: DemoPlan, data: Any, out: Path, base: Path | None, log: Log,
+                then: str, start: int = 0) -> list[RunResult]:  # fmt: skip
+    """Train (or read back) `runs` in order, a progress line with an ETA after each."""
     results: list[RunResult] = []
     took: list[float] = []
-    then = f" for this backbone, then {more_backbones} more" if more_backbones else ""
-    for k, spec in enumerate(runs, 1):
+    total = start + len(runs)
+    for k, spec in enumerate(runs, start + 1):
         t = time.perf_counter()
         if not (out / "runs" / spec.name / "result.json").exists():
             choose_threads(log, plan.threads)
@@ -183,13 +205,33 @@ def _run_plan(out: Path, plan: DemoPlan, command: str, log: Log, more_backbones:
         if r.train_seconds and time.perf_counter() - t > 1:  # a run done before is not a measure
             took.append(time.perf_counter() - t)
         log(
-            f"run {k}/{len(runs)} {spec.name}: mean class accuracy {100 * r.mean_class_accuracy:.1f} % "
-            f"({time.perf_counter() - t:.0f} s); ETA {_eta(took, len(runs) - k)}{then}"
+            f"run {k}/{total} {spec.name}: mean class accuracy {100 * r.mean_class_accuracy:.1f} % "
+            f"({time.perf_counter() - t:.0f} s); ETA {_eta(took, total - k)}{then}"
         )
-    log("report")
-    report = write_report(results, plan, out, data, command, time.perf_counter() - t0, machine_facts())
-    log(f"report of this backbone: {report}" if more_backbones else f"report: {report}")
-    return results, data, report
+    return results
+
+
+def _stage_two(results: list[RunResult], plan: DemoPlan, log: Log) -> tuple[DemoPlan, list[RunSpec]]:
+    """The plan after its first stage: the seeds Stein's rule asks for (up to `max_seeds`) and
+    the runs they add; the plan's `stage_one` set, so that its intervals are two-stage ones."""
+    first = replace(plan, stage_one=len(plan.seeds))
+    summary = summarise(results, first)
+    need = stein_seeds(summary, first)
+    cap = plan.max_seeds or len(plan.seeds)
+    rows = summary.paired.get("direct - none", {})
+    widths = ", ".join(
+        f"{'all sizes' if k == 'pooled' else k}: ±{100 * iv.half_width:.1f}" for k, iv in rows.items() if iv.n > 1
+    )
+    if need <= len(plan.seeds):
+        log(f"the first stage's {len(plan.seeds)} seeds meet the targets ({widths}): no second stage")
+        return first, []
+    final = replace(first, seeds=next_seeds(plan.seeds, min(need, cap)))
+    done = {spec.name for spec in plan_runs(plan)}
+    more = [spec for spec in plan_runs(final) if spec.name not in done]
+    capped = f", capped at --max-seeds {cap} (the targets need {need})" if need > cap else ""
+    log(f"the first stage's {len(plan.seeds)} seeds give {widths}: the second stage trains seeds "
+        f"{list(final.seeds[len(plan.seeds):])} ({len(more)} runs{capped})")  # fmt: skip
+    return final, more
 
 
 __all__ = [

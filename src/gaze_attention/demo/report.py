@@ -10,7 +10,7 @@ import functools
 import math
 import shlex
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ from gaze_attention.demo.statistics import (
     paired_interval,
     pairs_needed,
     spread,
+    stein_interval,
+    stein_pairs,
 )
 
 METRICS = ("mean_class_accuracy", "overall_accuracy", "gaze_exact_cell", "gaze_within_one_cell")
@@ -94,15 +96,42 @@ def summarise(results: list[RunResult], plan: DemoPlan) -> Summary:
             continue
         key = f"{a} - {b}"
         paired[key] = {}
+        # A two-stage design sets every width of the comparison it powers from its first stage.
+        staged = plan.stage_one is not None and a in plan.arms and b in plan.arms
+        first = set(plan.stage_one_seeds)
         pooled: list[float] = []
+        pooled_first: list[float] = []
         for n in sizes:
-            diffs = [ra.mean_class_accuracy - rb.mean_class_accuracy for ra, rb in _pairs(by, plan, a, b, n)]
+            pairs = _pairs(by, plan, a, b, n)
+            diffs = [ra.mean_class_accuracy - rb.mean_class_accuracy for ra, rb in pairs]
+            # seeds in order, so the first stage's pairs come first
+            firsts = [d for d, (ra, _) in zip(diffs, pairs) if ra.seed in first]
             if diffs or (a in plan.arms and b in plan.arms):  # a largest-only arm: its size alone
-                paired[key][str(n)] = paired_interval(diffs)
+                paired[key][str(n)] = stein_interval(firsts, diffs) if staged else paired_interval(diffs)
             pooled += diffs
+            pooled_first += firsts
         if len(paired[key]) > 1 or not paired[key]:  # pooling one size would repeat it
-            paired[key]["pooled"] = paired_interval(pooled)
+            paired[key]["pooled"] = stein_interval(pooled_first, pooled) if staged else paired_interval(pooled)
     return Summary(table, paired)
+
+
+def stein_seeds(summary: Summary, plan: DemoPlan) -> int:
+    """Seeds in all that Stein's two-stage rule asks of the comparisons run at every size for
+    their target widths (±`SIZE_HALF_WIDTH` per size, ±`POOLED_HALF_WIDTH` over all: each seed
+    gives one pair per size), from their first stage's pairs; at least the first stage's seeds."""
+    need = len(plan.stage_one_seeds)
+    sizes = len(plan.sizes)
+    for a, b in COMPARISONS:
+        if not (a in plan.arms and b in plan.arms):
+            continue
+        for k, iv in summary.paired.get(f"{a} - {b}", {}).items():
+            n0 = iv.stage_one_n if iv.stage_one_n is not None else iv.n
+            sd0 = iv.stage_one_sd if iv.stage_one_sd is not None else iv.sd
+            if n0 < 2 or math.isnan(sd0):
+                continue
+            pairs = stein_pairs(100 * sd0, n0, _target(k))
+            need = max(need, -(-pairs // sizes) if k == "pooled" else pairs)
+    return need
 
 
 def noise_table(results: list[RunResult], plan: DemoPlan) -> dict[str, dict[str, NoiseSplit]]:
@@ -224,18 +253,27 @@ def power(summary: Summary, noise: dict[str, dict[str, NoiseSplit]] | None = Non
             sd = 100 * st.sd
             ok = 100 * st.half_width <= target
             where = "all sizes" if k == "pooled" else f"{k} clips/class"
-            need = pairs_needed(sd, target)
+            if st.stage_one_n is not None and st.stage_one_sd is not None:
+                sd0 = 100 * st.stage_one_sd
+                need = stein_pairs(sd0, st.stage_one_n, target)
+                std_text = (
+                    f"the first stage's {st.stage_one_n} pairs have std {sd0:.1f} points, which sets the width "
+                    f"(all {st.n} pairs: {sd:.1f}), so ±{target:g} needs {need} pairs (have {st.n})"
+                )
+            else:
+                need = pairs_needed(sd, target)
+                std_text = f"differences' std {sd:.1f} points, so ±{target:g} needs {need} pairs (have {st.n})"
             out.append(
                 f"- {comp}, {where}: half-width {100 * st.half_width:.1f} points "
-                f"({'meets' if ok else 'misses'} ±{target:g}); differences' std {sd:.1f} points, "
-                f"so ±{target:g} needs {need} pairs (have {st.n})."
+                f"({'meets' if ok else 'misses'} ±{target:g}); {std_text}."
             )
             split = noise.get(comp, {}).get(k)
             if split is not None:
                 more = 4 * split.n_test_per_class
                 sd4 = 100 * split.sd_with(more)
+                of = "that std" if st.stage_one_n is None else f"the std over all {st.n} pairs"
                 out[-1] += (
-                    f" Of that std, drawing the {split.n_test_per_class:g} test clips per class accounts for "
+                    f" Of {of}, drawing the {split.n_test_per_class:g} test clips per class accounts for "
                     f"{100 * split.test_se:.1f} points (per pair, from the clips the arms disagree on) "
                     f"and training for {100 * split.training:.1f}: with {more:g} test clips per class the "
                     f"std would be about {sd4:.1f} ({pairs_needed(sd4, target)} pairs for ±{target:g})."
@@ -318,17 +356,18 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
         if not rows or len(sd) < len(rows):
             continue  # not run, or without two pairs somewhere: no std to plan with
         if a in plan.arms and b in plan.arms:
-            need = 0  # seeds: each gives one pair per size
-            for k in rows:
-                if k == "pooled":
-                    need = max(need, -(-pairs_needed(sd[k], POOLED_HALF_WIDTH) // len(sizes)))
-                else:
-                    need = max(need, pairs_needed(sd[k], SIZE_HALF_WIDTH))
+            # The two-stage rule, from the first stage's pairs (all of them in a fixed design):
+            # seeds added until a t-interval met its width would give one that covers too little.
+            need = stein_seeds(summary, plan)
             if need <= len(plan.seeds):
                 continue
             runs = (need - len(plan.seeds)) * len(sizes) * len(plan.arms)
-            rerun = with_option(command, "--seeds", [str(x) for x in extended(need)])
-            what = f"±{POOLED_HALF_WIDTH:g} over all sizes and ±{SIZE_HALF_WIDTH:g} at each"
+            rerun = with_option(command, "--max-seeds", [str(need)])
+            first = len(plan.stage_one_seeds)
+            what = (
+                f"±{POOLED_HALF_WIDTH:g} over all sizes and ±{SIZE_HALF_WIDTH:g} at each (Stein's rule at "
+                f"the std of the first {first} seeds' pairs asks for {need} seeds)"
+            )
         elif b in plan.largest_only and str(plan.max_size) in rows:
             need = pairs_needed(sd[str(plan.max_size)], SIZE_HALF_WIDTH)  # seeds with b
             have = len(plan.largest_only_seed_list)
@@ -360,7 +399,13 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
     if plan.pretrain:
         # The seeds vary fine-tuning only; another backbone moved the gaze effect by more than
         # they do (docs/recipes.md), so the report says so and names the rerun that varies it.
-        runs = len(plan_runs(plan))
+        # --backbones runs each backbone without a second stage: the first stage's seeds.
+        runs = len(plan_runs(replace(plan, seeds=plan.stage_one_seeds)))
+        first_only = (
+            f" (its first {len(plan.stage_one_seeds)} seeds, as every backbone's)"
+            if len(plan.stage_one_seeds) < len(plan.seeds)
+            else ""
+        )
         if backbones is not None and len(backbones) > 1:
             out.append(
                 f"- Every interval in the table above is conditional on this one pre-trained backbone (seed "
@@ -376,7 +421,7 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
             out.append(
                 f"- Every interval here is conditional on this one pre-trained backbone (seed "
                 f"{plan.pretrain_seed}): the paired seeds vary fine-tuning, not pre-training. `{rerun}` reuses "
-                f"these runs, repeats the plan on {more} more backbones beside this folder ({sibs[0]} to "
+                f"these runs, repeats the plan{first_only} on {more} more backbones beside this folder ({sibs[0]} to "
                 f"{sibs[-1]}: {more} pre-trainings and {more * runs} runs{pace(more * runs, extra)}) and adds "
                 f"the interval over the {BACKBONES_SUGGESTED} backbones to this report."
             )
@@ -861,6 +906,29 @@ def _run_time_text(runs: list[dict[str, Any]], seconds: float) -> str:
     )
 
 
+def _design_text(plan: DemoPlan) -> str:
+    """How the number of seeds was chosen: fixed, or by the two-stage rule (and its cap)."""
+    if plan.stage_one is None:
+        return ""
+    first = plan.stage_one
+    if len(plan.seeds) == first:
+        return (
+            f" Two-stage design (Stein 1945): the first {first} seeds were the first stage, and their "
+            "pairs met the targets, so no seeds were added."
+        )
+    capped = (
+        f", capped at --max-seeds {plan.max_seeds}" if plan.max_seeds is not None and len(plan.seeds) >= plan.max_seeds else ""
+    )
+    return (
+        f" Two-stage design (Stein 1945): the first {first} seeds were the first stage; at their pairs' "
+        f"std the targets asked for more, so the demo trained seeds {plan.seeds[first]} to "
+        f"{plan.seeds[-1]} too ({len(plan.seeds)} in all{capped}). A two-stage interval is the mean of "
+        "all pairs ± t(n0 − 1) · sd0 / √N, with n0 and sd0 the first stage's pairs and their std and N "
+        "all pairs for direct - none: it covers 95 % for normal differences whatever sd0 came out, "
+        "where a t-interval over the pairs, whose number depended on their std, would cover less."
+    )
+
+
 def _markdown(
     summary: Summary, noise: dict[str, dict[str, NoiseSplit]], next_steps: list[str], plan: DemoPlan,
     payload: dict[str, Any], bias_md: str, act: dict[str, Any],
@@ -911,7 +979,7 @@ def _markdown(
         "",
         "Mean class accuracy of the first arm minus the second, seed by seed, in points; mean and "
         f"95 % t-interval over the pairs. Targets: ±{POOLED_HALF_WIDTH:g} points over all sizes, "
-        f"±{SIZE_HALF_WIDTH:g} per size.",
+        f"±{SIZE_HALF_WIDTH:g} per size.{_design_text(plan)}",
         "",
         paired_table(summary),
         "",
