@@ -316,9 +316,10 @@ def with_option(command: str, flag: str, values: list[str]) -> str:
 
 def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], command: str,
                pretrain_seconds: float | None = None, backbones: list[Backbone] | None = None) -> list[str]:  # fmt: skip
-    """The reruns that would bring each comparison to its target widths at the differences'
-    std measured so far: `command` with more --seeds (or, for the largest-size-only arm, more
-    --gumbel-seeds), the finished runs reused; how many runs each adds and about how long they
+    """The reruns that would bring each comparison to its target widths: for the comparisons at
+    every size, `command` with the --max-seeds that Stein's two-stage rule asks for at the first
+    stage's std; for the largest-size-only arm, more --gumbel-seeds at the std so far; the
+    finished runs reused; how many runs each adds and about how long they
     take at this demo's pace; and, with a pre-trained backbone, the rerun that varies it (with
     `--backbones`, or another `--pretrain-seed` from a folder that is already another backbone's).
     Empty where the targets are met or no std can be measured."""
@@ -922,10 +923,10 @@ def _design_text(plan: DemoPlan) -> str:
     return (
         f" Two-stage design (Stein 1945): the first {first} seeds were the first stage; at their pairs' "
         f"std the targets asked for more, so the demo trained seeds {plan.seeds[first]} to "
-        f"{plan.seeds[-1]} too ({len(plan.seeds)} in all{capped}). A two-stage interval is the mean of "
-        "all pairs ± t(n0 − 1) · sd0 / √N, with n0 and sd0 the first stage's pairs and their std and N "
-        "all pairs for direct - none: it covers 95 % for normal differences whatever sd0 came out, "
-        "where a t-interval over the pairs, whose number depended on their std, would cover less."
+        f"{plan.seeds[-1]} too ({len(plan.seeds)} in all{capped}). Each direct - none interval is "
+        "two-stage: the mean of its N pairs ± t(n0 − 1) · sd0 / √N, where sd0 is the std of the n0 "
+        "pairs of the first stage. It covers 95 % for normal differences whatever sd0 came out; a "
+        "t-interval over all the pairs would cover less, because their number depended on their std."
     )
 
 
