@@ -32,6 +32,7 @@ from gaze_attention.demo.plan import (
     backbone_out,
     backbone_seeds,
     finetune_preset,
+    next_seeds,
     plan_runs,
     pretrain_pairs,
 )
@@ -344,12 +345,6 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
             return pace(runs)
         return f" on each of the {n_backbones} backbones ({n_backbones * runs} runs{pace(n_backbones * runs)})"
 
-    def extended(count: int) -> list[int]:
-        seeds = list(plan.seeds)
-        while len(seeds) < count:
-            seeds.append(max(seeds) + 1)
-        return seeds
-
     for a, b in COMPARISONS:
         comp = f"{a} - {b}"
         rows = summary.paired.get(comp, {})
@@ -376,7 +371,7 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
                 continue
             total = max(need, len(plan.seeds))
             runs = (need - have) * len(plan.largest_only) + (total - len(plan.seeds)) * len(sizes) * len(plan.arms)
-            rerun = with_option(command, "--seeds", [str(x) for x in extended(total)])
+            rerun = with_option(command, "--seeds", [str(x) for x in next_seeds(plan.seeds, total)])
             rerun = with_option(rerun, "--gumbel-seeds", [str(need)])
             what = f"±{SIZE_HALF_WIDTH:g} at {plan.max_size} clips per class"
         else:
@@ -387,7 +382,7 @@ def more_seeds(summary: Summary, plan: DemoPlan, results: list[RunResult], comma
         )
     if GUMBEL_ARM not in plan.all_arms() and "direct" in plan.arms:
         # Not run by default (it does not fit in the demo's 15 minutes beside direct - none).
-        seeds = extended(GUMBEL_SEEDS_SUGGESTED)
+        seeds = next_seeds(plan.seeds, GUMBEL_SEEDS_SUGGESTED)
         runs = GUMBEL_SEEDS_SUGGESTED + (len(seeds) - len(plan.seeds)) * len(sizes) * len(plan.arms)
         rerun = with_option(command, "--gumbel-seeds", [str(GUMBEL_SEEDS_SUGGESTED)])
         if len(seeds) > len(plan.seeds):
