@@ -1078,3 +1078,13 @@ def test_max_seeds_option(tmp_path) -> None:
         assert cli_main(["demo", "--out", str(tmp_path), "--quick", "--max-seeds", "4"]) == 2
     assert DemoPlan().max_seeds == 24 and DemoPlan().two_stage and not DemoPlan.quick().two_stage
     assert not DemoPlan(seeds=tuple(range(30))).two_stage
+
+
+def test_the_report_says_capped_only_where_the_rule_asked_for_more_than_ran() -> None:
+    from gaze_attention.demo.report import _design_text
+
+    plan = DemoPlan(seeds=tuple(range(24)), stage_one=6, max_seeds=24)
+    assert "seeds 6 to 23 too (24 in all)." in _design_text(plan, 24)  # the rule's count, at the cap
+    assert "(24 in all, capped at --max-seeds 24: the rule asks for 30)" in _design_text(plan, 30)
+    assert "no seeds were added" in _design_text(DemoPlan(stage_one=6), 6)
+    assert _design_text(DemoPlan(), 6) == ""  # a fixed design

@@ -902,8 +902,9 @@ def _run_time_text(runs: list[dict[str, Any]], seconds: float) -> str:
     )
 
 
-def _design_text(plan: DemoPlan) -> str:
-    """How the number of seeds was chosen: fixed, or by the two-stage rule (and its cap)."""
+def _design_text(plan: DemoPlan, need: int) -> str:
+    """How the number of seeds was chosen: fixed, or by the two-stage rule (and its cap, which
+    stopped it where `need`, the seeds the rule asks for, is more than the plan ran)."""
     if plan.stage_one is None:
         return ""
     first = plan.stage_one
@@ -912,9 +913,7 @@ def _design_text(plan: DemoPlan) -> str:
             f" Two-stage design (Stein 1945): the first {first} seeds were the first stage, and their "
             "pairs met the targets, so no seeds were added."
         )
-    capped = (
-        f", capped at --max-seeds {plan.max_seeds}" if plan.max_seeds is not None and len(plan.seeds) >= plan.max_seeds else ""
-    )
+    capped = f", capped at --max-seeds {len(plan.seeds)}: the rule asks for {need}" if need > len(plan.seeds) else ""
     return (
         f" Two-stage design (Stein 1945): the first {first} seeds were the first stage; at their pairs' "
         f"std the targets asked for more, so the demo trained seeds {plan.seeds[first]} to "
@@ -975,7 +974,7 @@ def _markdown(
         "",
         "Mean class accuracy of the first arm minus the second, seed by seed, in points; mean and "
         f"95 % t-interval over the pairs. Targets: ±{POOLED_HALF_WIDTH:g} points over all sizes, "
-        f"±{SIZE_HALF_WIDTH:g} per size.{_design_text(plan)}",
+        f"±{SIZE_HALF_WIDTH:g} per size.{_design_text(plan, stein_seeds(summary, plan))}",
         "",
         paired_table(summary),
         "",
