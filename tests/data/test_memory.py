@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from gaze_attention.data import ClipDataset, PreparedData
+from gaze_attention.data.dataset import collate_channels_last
 from gaze_attention.data.memory import MemoryClipDataset, MemoryData
 from gaze_attention.data.transforms import view_short_side
 
@@ -45,8 +47,11 @@ def test_training_on_memory_data_uses_no_loader_workers(tiny_prepared, tmp_path,
     seen: list[int] = []
     real = torch.utils.data.DataLoader
 
+    collates: list[object] = []
+
     def spy(*args, **kwargs):
         seen.append(kwargs.get("num_workers", 0))
+        collates.append(kwargs.get("collate_fn"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
@@ -61,6 +66,36 @@ def test_training_on_memory_data_uses_no_loader_workers(tiny_prepared, tmp_path,
     )  # fmt: skip
     res = train(cfg, progress=False, data=MemoryData(tiny_prepared))
     assert res.iteration == 2 and seen == [0]
+    # batched in this process straight into the CPU model's channels-last layout
+    assert collates == [collate_channels_last]
+
+
+def test_channels_last_batches_equal_default_ones(tiny_prepared) -> None:
+    """`channels_last=True` samples and `collate_channels_last` give the batches
+    `default_collate` gives, to the bit, in the layout the CPU model runs in."""
+    cl = torch.channels_last_3d
+    for data in (PreparedData(tiny_prepared), MemoryData(tiny_prepared)):
+        opts = dict(train=True, frames=8, crop=40, grid=(1, 2))
+        records = data.split(1, "train")
+        plain = data.dataset_class(data, records, **opts) if isinstance(data, MemoryData) else ClipDataset(data, records, **opts)
+        fast = type(plain)(data, records, channels_last=True, **opts)
+        for seed in (0, 1):  # seed 0 and 1 between them flip some clips and not others
+            plain.reseed(seed)
+            fast.reseed(seed)
+            a = [plain[i] for i in range(len(records))]
+            b = [fast[i] for i in range(len(records))]
+            for x, y in zip(a, b):
+                for key in ("rgb", "flow"):
+                    assert torch.equal(x[key], y[key]) and x[key].is_contiguous()
+                    assert not y[key].is_contiguous() and y[key].unsqueeze(0).is_contiguous(memory_format=cl)
+            want = default_collate(a)
+            for got in (collate_channels_last(b), collate_channels_last(a)):
+                assert list(got) == list(want)
+                for key, value in want.items():
+                    assert torch.equal(got[key], value), key
+                    assert got[key].dtype == value.dtype, key
+                for key in ("rgb", "flow"):
+                    assert got[key].is_contiguous(memory_format=cl) and not got[key].is_contiguous()
 
 
 def test_evaluation_windows_from_memory_equal_the_disk_ones(tiny_prepared) -> None:

@@ -139,6 +139,8 @@ class ClipDataset(Dataset):
     rendered on the grid after augmentation.
     train=False: the whole clip (edge-padded to at least T frames), centre crop, with per-frame
     fixation points for sliding-window evaluation.
+    channels_last: "rgb" and "flow" are [C, T, H, W] views of [T, H, W, C] arrays (same values),
+    for `collate_channels_last`.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         flip: bool = True,
         gaze_frame: str = "first",
+        channels_last: bool = False,
     ) -> None:
         if use_flow and not data.has_flow:
             what = "flow_x_*.jpg files" if data.layout == "rawframes" else "images_flow/"
@@ -166,6 +169,7 @@ class ClipDataset(Dataset):
         self.use_flow = use_flow
         self.flip = flip
         self.gaze_frame = gaze_frame
+        self.channels_last = channels_last
         self.rng = np.random.default_rng(seed)
 
     def reseed(self, seed: int) -> None:
@@ -201,12 +205,12 @@ class ClipDataset(Dataset):
         pts = cf.points(self.data.store.fixations(rec.name, n)[idx])  # [T, 2]
 
         sample = {
-            "rgb": to_unit_range(cf.frames(rgb)),  # [3, T, crop, crop]
+            "rgb": to_unit_range(cf.frames(rgb), self.channels_last),  # [3, T, crop, crop]
             "label": torch.tensor(rec.label, dtype=torch.int64),
             "index": index,
         }
         if flow is not None:
-            sample["flow"] = to_unit_range(cf.flow(flow))  # [2, T, crop, crop]
+            sample["flow"] = to_unit_range(cf.flow(flow), self.channels_last)  # [2, T, crop, crop]
         if self.train:
             target, valid = gaze_targets(pts, self.grid, frame=self.gaze_frame)
             sample["gaze"] = target  # [T', S, S]
@@ -214,6 +218,30 @@ class ClipDataset(Dataset):
         else:
             sample["gaze_point"] = torch.from_numpy(pts)  # [L, 2]
         return sample
+
+
+CLIP_KEYS = ("rgb", "flow")
+
+
+def collate_channels_last(samples: list[dict]) -> dict:
+    """`default_collate` of training samples, with the clips copied straight into
+    channels_last_3d batches [B, C, T, H, W]: one pass per clip where stacking and then
+    converting for the model (which runs channels-last on a CPU) are two, each a strided copy.
+    Samples made with `channels_last=True` are a contiguous copy each. The same values as
+    `default_collate(samples)` in another layout (the batch equals it, `torch.equal`)."""
+    first = samples[0]
+    batch = torch.utils.data.default_collate([{k: v for k, v in s.items() if k not in CLIP_KEYS} for s in samples])
+    out = {}
+    for key in first:
+        if key not in CLIP_KEYS:
+            out[key] = batch[key]
+            continue
+        clip = first[key]  # [C, T, H, W]
+        stacked = torch.empty((len(samples), *clip.shape), dtype=clip.dtype, memory_format=torch.channels_last_3d)
+        for j, s in enumerate(samples):
+            stacked[j].copy_(s[key])
+        out[key] = stacked
+    return out
 
 
 def seed_worker(worker_id: int) -> None:

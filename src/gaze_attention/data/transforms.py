@@ -111,13 +111,21 @@ def fit_short_side(frames: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(t, nh, nw, c)
 
 
-def to_unit_range(frames: np.ndarray) -> torch.Tensor:
+def to_unit_range(frames: np.ndarray, channels_last: bool = False) -> torch.Tensor:
     """uint8 [T, H, W, C] -> float32 [C, T, H, W] in [-1, 1] (pixel * 2/255 - 1).
 
+    `channels_last`: the result is a [C, T, H, W] view of a [T, H, W, C] array, the layout one
+    clip has inside a channels_last_3d batch, so that `collate_channels_last` copies it into the
+    batch in one contiguous pass; the values are the same bits either way.
     Done in numpy: single-threaded, so it does not contend with DataLoader workers or a busy
     machine the way torch's intra-op threads do on such small tensors.
     """
     t, h, w, c = frames.shape
+    if channels_last:
+        out = np.empty((t, h, w, c), dtype=np.float32)
+        np.multiply(frames, np.float32(2.0 / 255.0), out=out, casting="unsafe")
+        out -= np.float32(1.0)
+        return torch.from_numpy(out).permute(3, 0, 1, 2)
     out = np.empty((c, t, h, w), dtype=np.float32)
     np.multiply(frames.transpose(3, 0, 1, 2), np.float32(2.0 / 255.0), out=out, casting="unsafe")
     out -= np.float32(1.0)

@@ -332,23 +332,28 @@ def _restore(rs: RunState, folder: Path, state: TrainState) -> None:
 def _loader(rs: RunState) -> torch.utils.data.DataLoader:
     """Batches of this rank's share, continuing at the run's start (the order depends on the seed only)."""
     from gaze_attention.data import ClipDataset
+    from gaze_attention.data.dataset import collate_channels_last
 
     cfg, info, mcfg = rs.cfg, rs.info, rs.model.config
     local_bs = cfg.optim.batch_size // info.world_size
+    workers = 0 if getattr(rs.data, "in_memory", False) else cfg.data.workers
+    # Batched in this process for a channels-last CPU model: straight into the model's layout
+    # (a worker's batch goes through shared memory, which default_collate allocates for it).
+    channels_last = workers == 0 and rs.dev.type == "cpu" and rs.memory == torch.channels_last_3d
     # In-memory data (data/memory.py) brings its own dataset class and needs no loader workers.
     dataset = getattr(rs.data, "dataset_class", ClipDataset)(
         rs.data, rs.records, train=True, frames=mcfg.frames, crop=mcfg.crop, grid=rs.model.grid,
-        use_flow=mcfg.use_flow, seed=cfg.run.seed,
+        use_flow=mcfg.use_flow, seed=cfg.run.seed, channels_last=channels_last,
     )  # fmt: skip
     sampler = ShardedInfiniteSampler(
         len(dataset), rank=info.rank, world_size=info.world_size, seed=cfg.run.seed, start=rs.start * local_bs
     )
-    workers = 0 if getattr(rs.data, "in_memory", False) else cfg.data.workers
     return torch.utils.data.DataLoader(
         SeededDraws(dataset),
         batch_size=local_bs,
         sampler=sampler,
         num_workers=workers,
+        collate_fn=collate_channels_last if channels_last else None,
         pin_memory=rs.dev.type == "cuda",
         worker_init_fn=_worker_init if workers else None,
         persistent_workers=False,
