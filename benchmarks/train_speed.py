@@ -1,7 +1,7 @@
 """CPU training speed of the demo: today's data path and network against the 2026-11-30 ones.
 
-Two measurements, each timed round-robin in one process (a burst of load from elsewhere hits
-both variants alike; best and median of the rounds are printed, best being the one that load
+Three measurements, each timed round-robin in one process (a burst of load from elsewhere hits
+every variant alike; best and median of the rounds are printed, best being the one that load
 from other jobs can only spoil, not improve):
 
 - `iteration`: what a demo fine-tuning run repeats, data included: draw a batch of 8 from the
@@ -12,16 +12,23 @@ from other jobs can only spoil, not improve):
   `PreparedData(cache=True)` + `ClipDataset` (decoded JPEGs cached per frame, a window
   stacked from them, the gaze file read per sample) and the layers' kernels of then
   (`models.fastpath.baseline_kernels()`: torch's BatchNorm, a separate ReLU, padded copies
-  before asymmetric max-pools), as the demo ran then. `after`: the
-  current `tiny` preset on `MemoryData` (data/memory.py: whole clips decoded once, scaled for
-  the crop, the gaze kept), the `tiny-finetune` preset's network and its `optim.freeze` (if it
-  keeps layers as pre-trained, no backward through them), with the CPU channels-last BatchNorm
-  + ReLU backward of models/batchnorm.py.
+  before asymmetric max-pools), as the demo ran then. `after`: the current `tiny` preset on
+  `MemoryData` (data/memory.py: whole clips decoded once, scaled for the crop, the gaze kept;
+  since 2026-12-03 batched straight into channels_last_3d, `data.dataset.collate_channels_last`),
+  the `tiny-finetune` preset's network and its `optim.freeze` (if it keeps layers as
+  pre-trained, no backward through them), with the CPU channels-last BatchNorm + ReLU backward
+  of models/batchnorm.py.
 - `step`: the same step alone on a batch already in memory, before and after network.
+- `convolutions`: the `after` step's Conv3d calls alone (every one, captured from a real step:
+  its input's shape, layout and whether it needs a gradient; forward and the backward the step
+  runs, on a gradient in the output's layout), nothing else. No change outside the convolutions
+  can make the step or the iteration faster than these: the `ceiling` line divides `before`'s
+  times by theirs, the most any such change could reach against the targets (3x, 2x).
 
 With `--threads 1` the times are CPU seconds of this process, which other jobs on a shared
-machine do not inflate; otherwise wall-clock seconds. It prints the machine (CPU model, threads, a 2048^2 fp32 and bf16 matmul rate), the FLOPs of
-each step (`torch.utils.flop_counter`) and the share of the fp32 matmul rate each reaches.
+machine do not inflate; otherwise wall-clock seconds. It prints the machine (CPU model,
+threads, a 2048^2 fp32 and bf16 matmul rate), the FLOPs of each step and of the convolutions
+(`torch.utils.flop_counter`) and the share of the fp32 matmul rate each reaches.
 The data set is a small synthetic one made in a temporary folder (DIS flow, 170x128 as the
 demo's), or --data DIR.
 
@@ -39,8 +46,10 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from gaze_attention.data import ClipDataset, PreparedData
+from gaze_attention.data.dataset import collate_channels_last
 from gaze_attention.data.memory import MemoryData
 from gaze_attention.demo.plan import finetune_preset
 from gaze_attention.engine.distributed import SeededDraws, ShardedInfiniteSampler
@@ -120,12 +129,15 @@ class Variant:
         )
         records = data.split(1, "train")
         self.size = len(records)
+        # As engine.train batches for a channels-last CPU model since 2026-12-03 (not `before`).
+        cl = not baseline
         ds = dataset_class(
-            data, records, train=True, frames=cfg.frames, crop=cfg.crop, grid=self.model.grid, seed=seed
-        )
+            data, records, train=True, frames=cfg.frames, crop=cfg.crop, grid=self.model.grid, seed=seed,
+            channels_last=cl,
+        )  # fmt: skip
         loader = torch.utils.data.DataLoader(
             SeededDraws(ds), batch_size=BATCH, sampler=ShardedInfiniteSampler(len(ds), seed=seed),
-            num_workers=0, generator=torch.Generator(),
+            num_workers=0, collate_fn=collate_channels_last if cl else None, generator=torch.Generator(),
         )  # fmt: skip
         self.batches = iter(loader)
         self.fixed = next(self.batches)
@@ -164,6 +176,52 @@ class Variant:
 
         with FlopCounterMode(display=False) as counter:
             self.step_only()
+        return float(counter.get_total_flops())
+
+
+class Convolutions:
+    """Every Conv3d call of one step of `variant`, replayed forward and backward on its own."""
+
+    def __init__(self, variant: Variant) -> None:
+        seen: list[tuple[torch.nn.Conv3d, torch.Tensor]] = []
+
+        def record(module: torch.nn.Module, args: tuple) -> None:
+            seen.append((module, args[0]))  # type: ignore[arg-type]
+
+        convs = [m for m in variant.model.modules() if isinstance(m, torch.nn.Conv3d)]
+        hooks = [m.register_forward_pre_hook(record) for m in convs]
+        try:
+            variant.step_only()
+        finally:
+            for h in hooks:
+                h.remove()
+        if not seen:
+            raise RuntimeError("no Conv3d ran in a step")
+        self.calls = []
+        for module, x in seen:
+            # empty_like keeps x's strides (channels-last or not); the values do not matter to
+            # oneDNN's speed, but uninitialised memory could hold denormals, so fill it.
+            xx = torch.empty_like(x).normal_().requires_grad_(x.requires_grad)
+            w = module.weight.detach().clone().requires_grad_(module.weight.requires_grad)
+            y = self._conv(module, xx, w)
+            self.calls.append((module, xx, w, torch.empty_like(y).normal_()))
+
+    @staticmethod
+    def _conv(module: torch.nn.Conv3d, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.conv3d(x, w, None, module.stride, module.padding, module.dilation, module.groups)
+
+    def run(self) -> None:
+        for module, x, w, grad in self.calls:
+            y = self._conv(module, x, w)
+            wrt = [t for t in (x, w) if t.requires_grad]
+            if wrt:
+                torch.autograd.grad(y, wrt, grad)
+
+    def flops(self) -> float:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            self.run()
         return float(counter.get_total_flops())
 
 
@@ -209,13 +267,16 @@ def main() -> None:
     for v in (before, after):
         for _ in range(-(-v.size // BATCH)):
             v.iteration()
-    flops = {"before": before.flops(), "after": after.flops()}
+    convs = Convolutions(after)
+    convs.run()
+    flops = {"before": before.flops(), "after": after.flops(), "convolutions": convs.flops()}
     times = round_robin(
         {
             "iteration before": before.iteration,
             "iteration after": after.iteration,
             "step before": before.step_only,
             "step after": after.step_only,
+            "convolutions after": convs.run,
         },
         args.rounds,
         cpu=torch.get_num_threads() == 1,
@@ -238,11 +299,25 @@ def main() -> None:
             f"{best[b] / best[a]:.2f}x, {med[b] / med[a]:.2f}x |"
         )
         print(f"| {what}: clips/s (best) | {BATCH / best[b]:.1f} | {BATCH / best[a]:.1f} | |")
+    c = "convolutions after"
+    rows["convolutions"] = {"after_s": [best[c], med[c]]}
+    print(f"| the after step's {len(convs.calls)} convolutions alone | | {best[c]:.3f}, {med[c]:.3f} | |")
+    ceiling = {"iteration": best["iteration before"] / best[c], "step": best["step before"] / best[c]}
+    rows["ceiling"] = ceiling
+    print(
+        f"| ceiling (before / convolutions alone, best): what no change outside them can pass | | | "
+        f"iteration {ceiling['iteration']:.2f}x, step {ceiling['step']:.2f}x |"
+    )
     for k in ("before", "after"):
         rate = flops[k] / best[f"step {k}"] / 1e9
         print(
             f"| step {k}: {flops[k] / 1e9:.1f} GFLOP, {rate:.0f} GFLOP/s (best) = {100 * rate / fp32:.0f} % of fp32 matmul | | | |"
         )
+    rate = flops["convolutions"] / best[c] / 1e9
+    print(
+        f"| convolutions after: {flops['convolutions'] / 1e9:.1f} GFLOP ({100 * flops['convolutions'] / flops['after']:.0f} % of the step's), "
+        f"{rate:.0f} GFLOP/s (best) = {100 * rate / fp32:.0f} % of fp32 matmul; {100 * best[c] / best['step after']:.0f} % of the step's time | | | |"
+    )
     cfgs = {"before": TINY_2026_11_30, "after": demo_network()}
     for k, c in cfgs.items():
         print(f"{k}: {c.frames} frames at {c.crop}x{c.crop}, width {c.width}, grid {c.grid}")
