@@ -27,7 +27,13 @@ from gaze_attention.data.egtea import (
     read_split,
 )
 from gaze_attention.data.store import FrameStore
-from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
+from gaze_attention.data.transforms import (
+    CropFlip,
+    fit_short_side,
+    gaze_targets,
+    stack_channels_last,
+    to_unit_range,
+)
 
 
 class ClipRecord(NamedTuple):
@@ -220,28 +226,19 @@ class ClipDataset(Dataset):
         return sample
 
 
-CLIP_KEYS = ("rgb", "flow")
+_CLIP_KEYS = ("rgb", "flow")
 
 
 def collate_channels_last(samples: list[dict]) -> dict:
-    """`default_collate` of training samples, with the clips copied straight into
-    channels_last_3d batches [B, C, T, H, W]: one pass per clip where stacking and then
-    converting for the model (which runs channels-last on a CPU) are two, each a strided copy.
-    Samples made with `channels_last=True` are a contiguous copy each. The same values as
-    `default_collate(samples)` in another layout (the batch equals it, `torch.equal`)."""
-    first = samples[0]
-    batch = torch.utils.data.default_collate([{k: v for k, v in s.items() if k not in CLIP_KEYS} for s in samples])
-    out = {}
-    for key in first:
-        if key not in CLIP_KEYS:
-            out[key] = batch[key]
-            continue
-        clip = first[key]  # [C, T, H, W]
-        stacked = torch.empty((len(samples), *clip.shape), dtype=clip.dtype, memory_format=torch.channels_last_3d)
-        for j, s in enumerate(samples):
-            stacked[j].copy_(s[key])
-        out[key] = stacked
-    return out
+    """`default_collate` of training samples, with the clips ("rgb", "flow") batched by
+    `stack_channels_last` for a model that runs channels-last on a CPU: the same values as
+    `default_collate(samples)` in that layout (`torch.equal` to it), without the second,
+    transposing copy the step would make of a contiguous batch."""
+    rest = torch.utils.data.default_collate([{k: v for k, v in s.items() if k not in _CLIP_KEYS} for s in samples])
+    return {
+        key: stack_channels_last([s[key] for s in samples]) if key in _CLIP_KEYS else rest[key]
+        for key in samples[0]
+    }
 
 
 def seed_worker(worker_id: int) -> None:

@@ -6,6 +6,7 @@ and cheap; `to_unit_range` converts to the model's float [-1, 1] layout [C, T, H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +25,7 @@ __all__ = [
     "fit_short_side",
     "view_short_side",
     "gaze_targets",
+    "stack_channels_last",
     "to_unit_range",
 ]
 
@@ -115,21 +117,28 @@ def to_unit_range(frames: np.ndarray, channels_last: bool = False) -> torch.Tens
     """uint8 [T, H, W, C] -> float32 [C, T, H, W] in [-1, 1] (pixel * 2/255 - 1).
 
     `channels_last`: the result is a [C, T, H, W] view of a [T, H, W, C] array, the layout one
-    clip has inside a channels_last_3d batch, so that `collate_channels_last` copies it into the
+    clip has inside a channels_last_3d batch, so that `stack_channels_last` copies it into the
     batch in one contiguous pass; the values are the same bits either way.
     Done in numpy: single-threaded, so it does not contend with DataLoader workers or a busy
     machine the way torch's intra-op threads do on such small tensors.
     """
-    t, h, w, c = frames.shape
-    if channels_last:
-        out = np.empty((t, h, w, c), dtype=np.float32)
-        np.multiply(frames, np.float32(2.0 / 255.0), out=out, casting="unsafe")
-        out -= np.float32(1.0)
-        return torch.from_numpy(out).permute(3, 0, 1, 2)
-    out = np.empty((c, t, h, w), dtype=np.float32)
-    np.multiply(frames.transpose(3, 0, 1, 2), np.float32(2.0 / 255.0), out=out, casting="unsafe")
+    src = frames if channels_last else frames.transpose(3, 0, 1, 2)
+    out = np.empty(src.shape, dtype=np.float32)
+    np.multiply(src, np.float32(2.0 / 255.0), out=out, casting="unsafe")
     out -= np.float32(1.0)
-    return torch.from_numpy(out)
+    x = torch.from_numpy(out)
+    return x.permute(3, 0, 1, 2) if channels_last else x
+
+
+def stack_channels_last(clips: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[C, T, H, W] CPU clips -> one channels_last_3d batch [B, C, T, H, W], each clip copied
+    straight into it: one pass where `torch.stack` and a conversion are two strided ones (a
+    contiguous copy per clip made by `to_unit_range(..., channels_last=True)`)."""
+    first = clips[0]
+    out = torch.empty((len(clips), *first.shape), dtype=first.dtype, memory_format=torch.channels_last_3d)
+    for j, clip in enumerate(clips):
+        out[j].copy_(clip)
+    return out
 
 
 def gaze_targets(

@@ -37,7 +37,13 @@ from torch import nn
 from gaze_attention.constants import EVAL_GAZE_MODES, PRECISIONS, PREPARED_SIZE
 from gaze_attention.data.flow import FlowComputer, encode_flow
 from gaze_attention.data.store import FrameStore
-from gaze_attention.data.transforms import CropFlip, fit_short_side, gaze_targets, to_unit_range
+from gaze_attention.data.transforms import (
+    CropFlip,
+    fit_short_side,
+    gaze_targets,
+    stack_channels_last,
+    to_unit_range,
+)
 from gaze_attention.estimators import sample_gumbel
 
 SPARSE_WINDOWS = 10
@@ -530,11 +536,8 @@ def _stack(tensors: list[torch.Tensor], device: torch.device, memory: torch.memo
     """The windows as one batch [B, C, T, H, W] on `device` in `memory` format. On a CPU the
     windows are copied straight into a channels_last_3d batch: one pass over the data instead
     of a stack and then a second, transposing copy (1.5x faster for 32 windows of 3x24x112^2)."""
-    if device.type == "cpu" and memory != torch.contiguous_format and all(t.device.type == "cpu" for t in tensors):
-        out = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, memory_format=memory)
-        for j, t in enumerate(tensors):
-            out[j].copy_(t)
-        return out
+    if device.type == "cpu" and memory == torch.channels_last_3d and all(t.device.type == "cpu" for t in tensors):
+        return stack_channels_last(tensors)
     return torch.stack(tensors).to(device).contiguous(memory_format=memory)
 
 
